@@ -1,0 +1,1 @@
+"""Datasets (local files first, TFDS second) and the seeded input pipeline."""

@@ -1,0 +1,62 @@
+"""The in-memory dataset every loader returns, and the gin-selected `dataset` factory."""
+
+import dataclasses
+from typing import Callable, Optional
+
+import gin
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageDataset:
+  """Train and test splits held in host memory as uint8 images and int labels.
+
+  `augment(images, seeds)` is the training augmentation: a pure function of a float batch and
+  one stateless seed per example (SPEC §4). None means no augmentation (MNIST).
+  """
+  name: str
+  x_train: np.ndarray
+  y_train: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+  num_classes: int
+  mean: Optional[np.ndarray] = None  # per-channel standardisation after scaling to [0, 1]
+  std: Optional[np.ndarray] = None
+  augment: Optional[Callable] = None
+
+  @property
+  def image_shape(self):
+    return self.x_train.shape[1:]
+
+  @property
+  def num_train(self):
+    return len(self.x_train)
+
+  @property
+  def num_test(self):
+    return len(self.x_test)
+
+
+_LOADERS = {}
+
+
+def register(name):
+  def wrap(fn):
+    _LOADERS[name] = fn
+    return fn
+  return wrap
+
+
+@gin.configurable("dataset")
+def get_dataset(name=gin.REQUIRED, max_train_examples=None, max_test_examples=None):
+  """Loads the dataset named in gin. The `max_*` caps take a prefix, for quick configs."""
+  if name not in _LOADERS:
+    raise ValueError(f"dataset.name={name!r}: unknown dataset; known: {sorted(_LOADERS)}")
+  data = _LOADERS[name]()
+  for cap in (max_train_examples, max_test_examples):
+    if cap is not None and cap <= 0:
+      raise ValueError(f"dataset.max_*_examples must be positive, got {cap}")
+  return dataclasses.replace(
+      data,
+      x_train=data.x_train[:max_train_examples], y_train=data.y_train[:max_train_examples],
+      x_test=data.x_test[:max_test_examples], y_test=data.y_test[:max_test_examples])

@@ -1,0 +1,121 @@
+"""The seeded input pipeline: data order and augmentation as pure functions of (seed, step).
+
+Every training step s reads global batch s of a per-epoch permutation drawn statelessly from
+(data_order_seed, epoch), so a run resumed at step s sees exactly the batches it would have
+seen, whatever the replica count (SPEC §4). Augmentation draws one stateless seed per example
+from (augmentation_seed, step, position in the global batch). The init seed plays no part here.
+"""
+
+import tensorflow as tf
+
+# Salts keep the order and augmentation streams apart even when the two seeds are equal.
+_ORDER_SALT = 0x6F72
+_AUGMENT_SALT = 0x6175
+
+
+def steps_per_epoch(num_examples, batch_size):
+  """Full batches per epoch; the few examples left over are dropped (a new set each epoch)."""
+  if batch_size > num_examples:
+    raise ValueError(f"batch size {batch_size} exceeds the {num_examples} training examples")
+  return num_examples // batch_size
+
+
+def epoch_order(data_order_seed, epoch, num_examples):
+  """The permutation of the training set used in `epoch`."""
+  seed = tf.stack([tf.cast(data_order_seed, tf.int64) * 65536 + _ORDER_SALT,
+                   tf.cast(epoch, tf.int64)])
+  return tf.argsort(tf.random.stateless_uniform([num_examples], seed=seed), stable=True)
+
+
+def example_seeds(augmentation_seed, step, batch_size):
+  """One stateless seed pair per example of global batch `step`, shape [batch_size, 2]."""
+  index = tf.cast(step, tf.int64) * batch_size + tf.range(batch_size, dtype=tf.int64)
+  first = tf.fill([batch_size], tf.cast(augmentation_seed, tf.int64) * 65536 + _AUGMENT_SALT)
+  return tf.stack([first, index], axis=1)
+
+
+def _scale(images, data):
+  images = tf.cast(images, tf.float32) / 255.0
+  if data.mean is not None:
+    images = (images - data.mean) / data.std
+  return images
+
+
+def train_dataset(data, batch_size, data_order_seed, augmentation_seed, start_step,
+                  num_steps, input_context=None):
+  """Batches for steps [start_step, start_step + num_steps) as (images, labels).
+
+  With an `input_context` (distribute_datasets_from_function), each input pipeline yields the
+  per-replica slices of the global batch that belong to its replicas, in replica order, so the
+  replicas together see exactly the global batch of a single-device run.
+  """
+  n = data.num_train
+  per_epoch = steps_per_epoch(n, batch_size)
+  replicas = input_context.num_replicas_in_sync if input_context else 1
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  if batch_size % replicas:
+    raise ValueError(f"global batch {batch_size} is not divisible by {replicas} replicas")
+  per_replica = batch_size // replicas
+  local_replicas = replicas // pipelines
+  local_batch = per_replica * local_replicas
+  x_all = tf.constant(data.x_train)
+  y_all = tf.constant(data.y_train)
+
+  first_epoch = start_step // per_epoch
+  last_epoch = (start_step + num_steps - 1) // per_epoch
+
+  def epoch_batches(epoch):
+    order = tf.reshape(epoch_order(data_order_seed, epoch, n)[:per_epoch * batch_size],
+                       [per_epoch, batch_size])
+    steps = epoch * per_epoch + tf.range(per_epoch, dtype=tf.int64)
+    return tf.data.Dataset.from_tensor_slices((order, steps))
+
+  def load(indices, step):
+    local = indices[pipeline_id * local_batch:(pipeline_id + 1) * local_batch]
+    images = _scale(tf.gather(x_all, local), data)
+    if data.augment is not None:
+      seeds = example_seeds(augmentation_seed, step, batch_size)
+      seeds = seeds[pipeline_id * local_batch:(pipeline_id + 1) * local_batch]
+      images = data.augment(images, seeds)
+    labels = tf.gather(y_all, local)
+    return (tf.reshape(images, [local_replicas, per_replica] + list(data.image_shape)),
+            tf.reshape(labels, [local_replicas, per_replica]))
+
+  ds = tf.data.Dataset.range(first_epoch, last_epoch + 1).flat_map(epoch_batches)
+  ds = ds.skip(start_step - first_epoch * per_epoch).take(num_steps)
+  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  return ds.unbatch().prefetch(tf.data.AUTOTUNE)
+
+
+def eval_dataset(images, labels, data, batch_size, input_context=None):
+  """Fixed-order evaluation batches as (images, labels, weights); padding has weight 0.
+
+  The split is padded to whole global batches so every replica runs the same number of
+  steps; weights mark the real examples, so counts and means stay exact.
+  """
+  replicas = input_context.num_replicas_in_sync if input_context else 1
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  if batch_size % replicas:
+    raise ValueError(f"eval batch {batch_size} is not divisible by {replicas} replicas")
+  per_replica = batch_size // replicas
+  local_replicas = replicas // pipelines
+  n = len(images)
+  num_batches = -(-n // batch_size)
+  x = tf.constant(images)
+  y = tf.constant(labels)
+
+  def load(b):
+    index = b * batch_size + tf.range(batch_size, dtype=tf.int64)
+    weight = tf.cast(index < n, tf.float32)
+    index = tf.minimum(index, n - 1)
+    local = slice(pipeline_id * per_replica * local_replicas,
+                  (pipeline_id + 1) * per_replica * local_replicas)
+    shape = [local_replicas, per_replica]
+    return (tf.reshape(_scale(tf.gather(x, index[local]), data), shape + list(images.shape[1:])),
+            tf.reshape(tf.gather(y, index[local]), shape), tf.reshape(weight[local], shape))
+
+  ds = tf.data.Dataset.range(num_batches).map(load, num_parallel_calls=tf.data.AUTOTUNE,
+                                              deterministic=True)
+  return ds.unbatch().prefetch(tf.data.AUTOTUNE), num_batches

@@ -1,0 +1,1 @@
+"""The jobs: the only code that decides what is written where."""

@@ -1,0 +1,53 @@
+r"""lmc_tf entry point.
+
+  python -m lmc_tf.main --gin_file=gin_configs/lenet_mnist.gin --model_dir=runs/lenet \
+      [--gin_bindings='training.steps="2ep"'] [--job=evaluate]
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_multi_string("gin_file", [], "gin config file(s), parsed in order.")
+flags.DEFINE_multi_string("gin_bindings", [], "gin bindings that override the files.")
+flags.DEFINE_multi_string("gin_search_path", [], "extra directories to look up gin files in.")
+flags.DEFINE_string("model_dir", None, "run directory: checkpoints, events, results.")
+flags.DEFINE_string("job", None, "run this job instead of the config's experiment.job.")
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if not FLAGS.gin_file:
+    raise app.UsageError("--gin_file is required, e.g. --gin_file=gin_configs/lenet_mnist.gin")
+  if not FLAGS.model_dir:
+    raise app.UsageError("--model_dir is required")
+  if not FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)  # TF logs every checkpoint save at INFO
+  from lmc_tf import config  # pylint: disable=g-import-not-at-top  (TF import is slow)
+  from lmc_tf.experiments import jobs  # pylint: disable=g-import-not-at-top
+  try:
+    config.parse(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_path)
+    results = jobs.run(FLAGS.model_dir, job_override=FLAGS.job)
+  except (config.ConfigError, ValueError, FileNotFoundError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  model_dir = os.path.abspath(FLAGS.model_dir)
+  print(f"\nResults: {os.path.join(model_dir, 'summary.json')}")
+  if isinstance(results, dict) and "test_accuracy" in results:
+    print(f"Test accuracy: {results['test_accuracy']:.2f}% after {results['final_step']} steps")
+  print(f"TensorBoard: tensorboard --logdir {model_dir}")
+
+
+def run():
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()

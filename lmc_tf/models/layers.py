@@ -1,0 +1,95 @@
+"""Masked layers (SPEC §2): a 0/1 mask variable the shape of the kernel, multiplied in `call`.
+
+The mask is a non-trainable weight of the layer, so it is saved and restored with every
+checkpoint. The product kernel * mask makes the gradient of a pruned weight exactly zero; a
+pruned weight that starts at zero (`set_mask` zeroes it) therefore stays exactly zero under
+SGD with momentum, coupled L2 weight decay (wd * 0 = 0) and Adam (m = v = 0).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+class _MaskMixin:
+  """Adds the mask variable and `set_mask` to a layer that owns a `kernel`."""
+
+  def _build_mask(self):
+    self.mask = self.add_weight(name="mask", shape=self.kernel.shape, initializer="ones",
+                                trainable=False, dtype=self.variable_dtype)
+
+  def set_mask(self, mask):
+    mask = np.asarray(mask, dtype=np.float32)
+    if mask.shape != tuple(self.kernel.shape):
+      raise ValueError(f"mask of shape {mask.shape} does not fit layer {self.name!r} "
+                       f"with kernel {tuple(self.kernel.shape)}")
+    if not np.all((mask == 0) | (mask == 1)):
+      raise ValueError(f"mask for layer {self.name!r} must hold only 0 and 1")
+    self.mask.assign(mask)
+    self.kernel.assign(self.kernel * mask)
+
+  @property
+  def masked_kernel(self):
+    return self.kernel * tf.cast(self.mask, self.kernel.dtype)
+
+
+class MaskedDense(_MaskMixin, keras.layers.Dense):
+  """keras.layers.Dense whose kernel is multiplied by a 0/1 mask."""
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    self._build_mask()
+
+  def call(self, inputs):
+    kernel = tf.cast(self.masked_kernel, self.compute_dtype)
+    outputs = tf.matmul(inputs, kernel)
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
+    return self.activation(outputs) if self.activation is not None else outputs
+
+
+class MaskedConv2D(_MaskMixin, keras.layers.Conv2D):
+  """keras.layers.Conv2D whose kernel is multiplied by a 0/1 mask."""
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    self._build_mask()
+
+  def call(self, inputs):
+    kernel = tf.cast(self.masked_kernel, self.compute_dtype)
+    outputs = self.convolution_op(inputs, kernel)
+    if self.use_bias:
+      outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype),
+                               data_format="NHWC" if self.data_format == "channels_last"
+                               else "NCHW")
+    return self.activation(outputs) if self.activation is not None else outputs
+
+
+def masked_layers(model):
+  """The prunable layers of `model`, in a fixed (build) order."""
+  # Keras 3 has no public recursive layer walk; _flatten_layers is what Model.layers uses.
+  return [layer for layer in model._flatten_layers(include_self=False, recursive=True)
+          if isinstance(layer, _MaskMixin)]
+
+
+def density(model):
+  """Fraction of prunable weights whose mask is 1."""
+  layers = masked_layers(model)
+  kept = sum(float(tf.reduce_sum(l.mask)) for l in layers)
+  total = sum(int(np.prod(l.mask.shape)) for l in layers)
+  return kept / total if total else 1.0
+
+
+def get_masks(model):
+  return {l.name: l.mask.numpy() for l in masked_layers(model)}
+
+
+def set_masks(model, masks):
+  """Applies {layer name: 0/1 array}; a mask that does not fit the model is an error."""
+  layers = {l.name: l for l in masked_layers(model)}
+  unknown = sorted(set(masks) - set(layers))
+  if unknown:
+    raise ValueError(f"mask names layers the model does not have: {unknown}; "
+                     f"the model's prunable layers are {sorted(layers)}")
+  for name, mask in masks.items():
+    layers[name].set_mask(mask)

@@ -1,0 +1,53 @@
+"""Models by name, so gin can pick one: `model.name = 'lenet_300_100'`."""
+
+import dataclasses
+from typing import Callable, Tuple
+
+import gin
+
+from lmc_tf.models import init as init_lib
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  name: str
+  build: Callable
+  layers_to_ignore: Tuple[str, ...]  # prunable layers that pruning leaves dense (SPEC §3)
+
+
+_MODELS = {}
+
+
+def register(name, layers_to_ignore=()):
+  def wrap(build):
+    _MODELS[name] = ModelSpec(name, build, tuple(layers_to_ignore))
+    return build
+  return wrap
+
+
+def names():
+  _import_all()
+  return sorted(_MODELS)
+
+
+def spec(name):
+  _import_all()
+  if name not in _MODELS:
+    raise ValueError(f"model.name={name!r}: unknown model; known: {sorted(_MODELS)}")
+  return _MODELS[name]
+
+
+@gin.configurable("model", denylist=["init_seed", "input_shape", "num_classes"])
+def build_model(name=gin.REQUIRED, init_seed=0, input_shape=None, num_classes=None):
+  """Builds the named model with the init of SPEC §2, drawn from `init_seed`."""
+  kwargs = {}
+  if input_shape is not None:
+    kwargs["input_shape"] = tuple(input_shape)
+  if num_classes is not None:
+    kwargs["num_classes"] = num_classes
+  return spec(name).build(init_lib.SeededInit(init_seed), **kwargs)
+
+
+def _import_all():
+  # Importing a model module registers it.
+  from lmc_tf.models import lenet  # noqa: F401

@@ -1,0 +1,1 @@
+"""The step loop, its optimizers and learning-rate schedules."""

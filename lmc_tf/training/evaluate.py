@@ -1,0 +1,46 @@
+"""Loss and accuracy of a model on a whole split, through `strategy.run`."""
+
+import tensorflow as tf
+
+from lmc_tf.data import pipeline
+
+
+class SplitEvaluator:
+  """Evaluates `model` on one split; build once, call as often as the weights change."""
+
+  def __init__(self, strategy, model, data, split="test", batch_size=1000, max_examples=None):
+    images = getattr(data, f"x_{split}")[:max_examples]
+    labels = getattr(data, f"y_{split}")[:max_examples]
+    replicas = strategy.num_replicas_in_sync
+    batch_size = min(batch_size, -(-len(images) // replicas) * replicas)
+    batch_size = -(-batch_size // replicas) * replicas  # a multiple of the replica count
+    self.num_examples = len(images)
+    self._strategy = strategy
+    self._model = model
+    self._num_batches = -(-len(images) // batch_size)
+    self._dataset = strategy.distribute_datasets_from_function(
+        lambda ctx: pipeline.eval_dataset(images, labels, data, batch_size, ctx)[0])
+    self._loop = tf.function(self._eval_loop)
+
+  def _eval_step(self, images, labels, weights):
+    logits = tf.cast(self._model(images, training=False), tf.float32)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
+                      tf.float32)
+    return tf.reduce_sum(losses * weights), tf.reduce_sum(correct * weights)
+
+  def _eval_loop(self, iterator):
+    total_loss = tf.constant(0.0)
+    total_correct = tf.constant(0.0)
+    for _ in tf.range(self._num_batches):
+      loss, correct = self._strategy.run(self._eval_step, args=next(iterator))
+      total_loss += self._strategy.reduce("SUM", loss, axis=None)
+      total_correct += self._strategy.reduce("SUM", correct, axis=None)
+    return total_loss, total_correct
+
+  def __call__(self):
+    """Returns {'loss': mean loss, 'accuracy': percent, 'error': percent, 'examples': n}."""
+    loss, correct = self._loop(iter(self._dataset))
+    accuracy = 100.0 * float(correct) / self.num_examples
+    return {"loss": float(loss) / self.num_examples, "accuracy": accuracy,
+            "error": 100.0 - accuracy, "examples": self.num_examples}

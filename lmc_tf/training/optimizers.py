@@ -1,0 +1,88 @@
+"""Adam, and SGD with momentum and weight decay, with PyTorch's semantics (SPEC §2).
+
+Weight decay is an L2 term added to the gradient, as in torch.optim.SGD(weight_decay=...),
+not Keras's decoupled `weight_decay`. SGD keeps PyTorch's momentum buffer
+(buf = momentum * buf + g; w -= lr * buf), so an LR drop takes effect at once; Keras's SGD
+folds the old rate into its velocity instead.
+"""
+
+import gin
+import keras
+from keras import ops
+
+from lmc_tf.training import schedules
+
+
+class _CoupledL2:
+  """Adds l2 * w to every gradient before the update."""
+
+  def _with_l2(self, gradient, variable):
+    gradient = ops.cast(gradient, variable.dtype)
+    if self.l2:
+      gradient = gradient + ops.cast(self.l2, variable.dtype) * variable
+    return gradient
+
+
+class SGD(_CoupledL2, keras.optimizers.Optimizer):
+  """torch.optim.SGD: momentum buffer of raw gradients, L2 added to the gradient."""
+
+  def __init__(self, learning_rate, momentum=0.0, l2=0.0, nesterov=False, name="sgd",
+               **kwargs):
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.momentum = float(momentum)
+    self.l2 = float(l2)
+    self.nesterov = bool(nesterov)
+
+  def build(self, variables):
+    if self.built:
+      return
+    super().build(variables)
+    self.momentums = (self.add_optimizer_variables(variables, "momentum")
+                      if self.momentum else [])
+
+  def update_step(self, gradient, variable, learning_rate):
+    gradient = self._with_l2(gradient, variable)
+    learning_rate = ops.cast(learning_rate, variable.dtype)
+    step = gradient
+    if self.momentum:
+      buf = self.momentums[self._get_variable_index(variable)]
+      self.assign(buf, ops.add(ops.multiply(buf, self.momentum), gradient))
+      step = ops.add(gradient, ops.multiply(buf, self.momentum)) if self.nesterov else buf
+    self.assign_sub(variable, ops.multiply(step, learning_rate))
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(momentum=self.momentum, l2=self.l2, nesterov=self.nesterov)
+    return config
+
+
+class Adam(_CoupledL2, keras.optimizers.Adam):
+  """keras.optimizers.Adam with an optional L2 term added to the gradient."""
+
+  def __init__(self, learning_rate, l2=0.0, **kwargs):
+    super().__init__(learning_rate=learning_rate, **kwargs)
+    self.l2 = float(l2)
+
+  def update_step(self, gradient, variable, learning_rate):
+    super().update_step(self._with_l2(gradient, variable), variable, learning_rate)
+
+
+@gin.configurable("optimizer", denylist=["steps_per_epoch", "total_steps", "offset"])
+def make_optimizer(steps_per_epoch, total_steps, offset=0, name=gin.REQUIRED,
+                   learning_rate=gin.REQUIRED, momentum=0.9, weight_decay=0.0, nesterov=False,
+                   beta_1=0.9, beta_2=0.999, epsilon=1e-8):
+  """Builds the named optimizer ('sgd' or 'adam') on the run's learning-rate schedule.
+
+  `weight_decay` is the coupled L2 coefficient of torch.optim (SPEC §2). `epsilon` defaults to
+  PyTorch's 1e-8 (Keras's is 1e-7). `offset` restarts the schedule at that step (Figure 4).
+  """
+  if weight_decay < 0:
+    raise ValueError(f"optimizer.weight_decay={weight_decay} must be >= 0")
+  if not learning_rate > 0:
+    raise ValueError(f"optimizer.learning_rate={learning_rate} must be > 0")
+  schedule = schedules.make_schedule(learning_rate, steps_per_epoch, total_steps, offset)
+  if name == "sgd":
+    return SGD(schedule, momentum=momentum, l2=weight_decay, nesterov=nesterov)
+  if name == "adam":
+    return Adam(schedule, l2=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
+  raise ValueError(f"optimizer.name={name!r} must be 'sgd' or 'adam'")

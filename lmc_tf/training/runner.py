@@ -1,0 +1,292 @@
+"""The step loop (SPEC §5): train under a tf.distribute strategy, checkpoint, resume.
+
+Every step runs inside a `tf.function` through `strategy.run`; `steps_per_loop` steps run in
+one compiled loop (as in orbit), so Python is not on the hot path. A run killed at any point
+resumes from its last checkpoint and ends with the weights of an uninterrupted run, because
+the data order and augmentation are pure functions of (seed, step) (data/pipeline.py).
+"""
+
+import dataclasses
+import datetime
+import os
+import shutil
+import time
+from typing import Sequence, Union
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from lmc_tf import distribute
+from lmc_tf.data import base as data_base
+from lmc_tf.data import pipeline
+from lmc_tf.models import layers
+from lmc_tf.models import registry
+from lmc_tf.training import evaluate
+from lmc_tf.training import optimizers
+from lmc_tf.training import schedules
+
+Steps = Union[int, str]
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss; no checkpoint of it was written."""
+
+
+@gin.configurable("training")
+@dataclasses.dataclass(frozen=True)
+class TrainingHParams:
+  """The hyperparameters of one training run (Table 1), steps as ints or '500it' / '2ep'.
+
+  Attributes:
+    batch_size: the global batch, whatever the number of replicas.
+    steps: T, the length of training.
+    checkpoint_steps: steps whose checkpoints are kept (rewind points); the end is always kept.
+    checkpoint_every: how often to save a resume checkpoint (only the newest is kept).
+    log_every: how often to print progress and write train summaries.
+    steps_per_loop: most steps in one compiled loop between host round trips.
+    eval_batch_size: batch for evaluation on the test set.
+    jit_compile: compile the train and eval steps with XLA.
+  """
+  batch_size: int = gin.REQUIRED
+  steps: Steps = gin.REQUIRED
+  checkpoint_steps: Sequence[Steps] = ()
+  checkpoint_every: Steps = "1ep"
+  log_every: Steps = "1ep"
+  steps_per_loop: int = 1000
+  eval_batch_size: int = 1000
+  jit_compile: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+  """A run's step counts, resolved to iterations."""
+  steps_per_epoch: int
+  total: int
+  checkpoint_steps: tuple
+  checkpoint_every: int
+  log_every: int
+
+  @classmethod
+  def resolve(cls, hparams, num_train):
+    per_epoch = pipeline.steps_per_epoch(num_train, hparams.batch_size)
+    parse = lambda s: schedules.parse_steps(s, per_epoch)  # noqa: E731
+    total = parse(hparams.steps)
+    if total <= 0:
+      raise ValueError(f"training.steps={hparams.steps!r} must be positive")
+    kept = tuple(sorted({parse(s) for s in hparams.checkpoint_steps}))
+    late = [s for s in kept if s > total]
+    if late:
+      raise ValueError(f"training.checkpoint_steps {late} lie beyond training.steps={total}")
+    every, log_every = parse(hparams.checkpoint_every), parse(hparams.log_every)
+    if every <= 0 or log_every <= 0 or hparams.steps_per_loop <= 0:
+      raise ValueError("training.checkpoint_every, log_every and steps_per_loop must be > 0")
+    return cls(per_epoch, total, kept, every, log_every)
+
+
+def _next_boundary(step, schedule, steps_per_loop):
+  """The next step at which the host must act: log, checkpoint, or finish."""
+  candidates = [schedule.total, step + steps_per_loop,
+                (step // schedule.log_every + 1) * schedule.log_every,
+                (step // schedule.checkpoint_every + 1) * schedule.checkpoint_every]
+  candidates += [s for s in schedule.checkpoint_steps if s > step]
+  return min(c for c in candidates if c > step)
+
+
+class Trainer:
+  """One training run in `model_dir`: build, restore, train to T, evaluate.
+
+  Layout of `model_dir`:
+    checkpoints/ckpt-<step>         kept: the checkpoint_steps and the end
+    checkpoints/resume/ckpt-<step>  the newest periodic checkpoint, for resuming
+    events/{train,eval}/            TensorBoard
+  """
+
+  def __init__(self, model_dir, *, init_seed=0, data_order_seed=0, augmentation_seed=0,
+               strategy=None, data=None, hparams=None, masks=None):
+    self.model_dir = model_dir
+    self.seeds = dict(init_seed=int(init_seed), data_order_seed=int(data_order_seed),
+                      augmentation_seed=int(augmentation_seed))
+    self.strategy = strategy or distribute.get_strategy()
+    self.data = data or data_base.get_dataset()
+    self.hparams = hparams or TrainingHParams()
+    self.schedule = Schedule.resolve(self.hparams, self.data.num_train)
+    self.is_chief = distribute.is_chief(self.strategy)
+    if self.hparams.batch_size % self.strategy.num_replicas_in_sync:
+      raise ValueError(f"training.batch_size={self.hparams.batch_size} is not divisible by "
+                       f"the {self.strategy.num_replicas_in_sync} replicas")
+
+    with self.strategy.scope():
+      self.model = registry.build_model(init_seed=init_seed,
+                                        input_shape=self.data.image_shape,
+                                        num_classes=self.data.num_classes)
+      self.optimizer = optimizers.make_optimizer(self.schedule.steps_per_epoch,
+                                                 self.schedule.total)
+      # Build the slots now, so checkpoints hold the same objects whether or not a step ran.
+      self.optimizer.build(self.model.trainable_variables)
+    if masks is not None:
+      layers.set_masks(self.model, masks)
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+    write_dir = model_dir if self.is_chief else os.path.join(
+        model_dir, f".worker-{distribute.worker_id(self.strategy)}-tmp")
+    self._write_dir = write_dir
+    self.kept = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(write_dir, "checkpoints"), max_to_keep=None)
+    self.resume = tf.train.CheckpointManager(
+        self.checkpoint, os.path.join(write_dir, "checkpoints", "resume"), max_to_keep=1)
+    self.summary_writer = (
+        tf.summary.create_file_writer(os.path.join(model_dir, "events", "train"))
+        if self.is_chief else tf.summary.create_noop_writer())
+    self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
+                                             self.hparams.eval_batch_size)
+
+  @property
+  def step(self):
+    return int(self.optimizer.iterations.numpy())
+
+  # -- checkpoints ------------------------------------------------------------------------
+
+  def restore_latest(self):
+    """Restores the newest checkpoint of this run, if any; returns its step (0 if none)."""
+    latest = [m.latest_checkpoint for m in (self.kept, self.resume) if m.latest_checkpoint]
+    if not latest:
+      return 0
+    path = max(latest, key=lambda p: int(p.rsplit("-", 1)[1]))
+    restore(self.checkpoint, path)
+    print(f"Resuming from {path} (step {self.step})", flush=True)
+    return self.step
+
+  def _save(self, kept):
+    manager = self.kept if kept else self.resume
+    manager.save(checkpoint_number=self.step)
+
+  # -- the loop ---------------------------------------------------------------------------
+
+  def _train_step(self, images, labels):
+    batch = float(self.hparams.batch_size)
+    with tf.GradientTape() as tape:
+      logits = tf.cast(self.model(images, training=True), tf.float32)
+      losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+      # Each replica's share of the global-batch mean; the optimizer sums across replicas.
+      loss = tf.reduce_sum(losses) / batch
+    variables = self.model.trainable_variables
+    self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
+                      tf.float32)
+    return tf.reduce_sum(losses), tf.reduce_sum(correct)
+
+  def _make_loop(self):
+    step_fn = tf.function(self._train_step, jit_compile=True) if self.hparams.jit_compile \
+        else self._train_step
+
+    @tf.function
+    def loop(iterator, num_steps):
+      loss_sum = tf.constant(0.0)
+      correct = tf.constant(0.0)
+      for _ in tf.range(num_steps):
+        loss, hits = self.strategy.run(step_fn, args=next(iterator))
+        loss_sum += self.strategy.reduce("SUM", loss, axis=None)
+        correct += self.strategy.reduce("SUM", hits, axis=None)
+      return loss_sum, correct
+    return loop
+
+  def _dataset(self, start_step):
+    def dataset_fn(ctx):
+      return pipeline.train_dataset(
+          self.data, self.hparams.batch_size, self.seeds["data_order_seed"],
+          self.seeds["augmentation_seed"], start_step, self.schedule.total - start_step, ctx)
+    return self.strategy.distribute_datasets_from_function(dataset_fn)
+
+  def train(self):
+    """Trains from the current step to T; returns the final train/test metrics."""
+    schedule, hp = self.schedule, self.hparams
+    start = self.step
+    writer = self.summary_writer
+    density = layers.density(self.model)
+    progress = Progress(schedule.total, start)
+    train_metrics = {}
+    if start < schedule.total:
+      iterator = iter(self._dataset(start))
+      loop = self._make_loop()
+      started = time.time()
+      while self.step < schedule.total:
+        step = self.step
+        n = _next_boundary(step, schedule, hp.steps_per_loop) - step
+        loss_sum, correct = loop(iterator, tf.constant(n, tf.int64))
+        loss_sum, correct = float(loss_sum), float(correct)
+        examples = n * hp.batch_size
+        if not np.isfinite(loss_sum):
+          raise NonFiniteLossError(
+              f"non-finite training loss between steps {step} and {step + n} in "
+              f"{self.model_dir}; the last good checkpoint is kept. Lower the learning rate "
+              "or check the data.")
+        step += n
+        train_metrics = {"loss": loss_sum / examples, "accuracy": 100.0 * correct / examples}
+        if step in schedule.checkpoint_steps or step == schedule.total:
+          self._save(kept=True)
+        elif step % schedule.checkpoint_every == 0:
+          self._save(kept=False)
+        if step % schedule.log_every == 0 or step == schedule.total:
+          lr = float(self.optimizer.learning_rate)
+          with writer.as_default(step=step):
+            for name, value in train_metrics.items():
+              tf.summary.scalar(name, value)
+            tf.summary.scalar("lr", lr)
+            tf.summary.scalar("density", density)
+          progress.report(step, train_metrics)
+      print(f"Trained steps {start}-{schedule.total} in {time.time() - started:.1f} s",
+            flush=True)
+    writer.flush()
+    # The kept final checkpoint supersedes the resume ones.
+    shutil.rmtree(os.path.join(self._write_dir, "checkpoints", "resume"), ignore_errors=True)
+    test = self.evaluator()
+    if self.is_chief:
+      with tf.summary.create_file_writer(
+          os.path.join(self.model_dir, "events", "eval")).as_default(step=self.step):
+        tf.summary.scalar("accuracy", test["accuracy"])
+        tf.summary.scalar("loss", test["loss"])
+    if not self.is_chief:
+      shutil.rmtree(self._write_dir, ignore_errors=True)
+    return {"final_step": self.step, "test_accuracy": test["accuracy"],
+            "test_loss": test["loss"], "density": density,
+            **{f"train_{k}": v for k, v in train_metrics.items()}}
+
+
+class Progress:
+  """One plain line per report, with steps/s and ETA: readable in a terminal and in a log.
+
+  (keras.utils.Progbar redraws in place with backspaces whenever `posix` is imported, which
+  garbles log files, so the runner prints its own line.)
+  """
+
+  def __init__(self, total, start):
+    self.total, self.start = total, start
+    self.started = self.last_time = time.time()
+    self.last_step = start
+
+  def report(self, step, metrics):
+    now = time.time()
+    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
+    overall = (step - self.start) / max(now - self.started, 1e-9)
+    eta = (self.total - step) / max(overall, 1e-9)
+    self.last_time, self.last_step = now, step
+    values = " | ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+    print(f"step {step}/{self.total} ({100.0 * step / self.total:3.0f}%) | {values} | "
+          f"{rate:.0f} steps/s | ETA {datetime.timedelta(seconds=round(eta))}", flush=True)
+
+
+def restore(checkpoint, path):
+  """Restores `path` into `checkpoint`, with a clear error if it was made by another model."""
+  try:
+    checkpoint.restore(path).assert_existing_objects_matched()
+  except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
+    raise ValueError(
+        f"checkpoint {path} does not fit this model: it was written by another model or "
+        f"config. Use a fresh --model_dir. ({str(e).splitlines()[0][:300]})") from None
+
+
+def checkpoint_tensors(path):
+  """Every tensor stored in a checkpoint, by key (for tests and tools)."""
+  reader = tf.train.load_checkpoint(path)
+  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
+          if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}

@@ -1,0 +1,82 @@
+"""Step counts ('500it', '2ep') and the learning-rate schedules of Table 1.
+
+The schedule follows the paper's reference code: lr(t) = base * warmup(t) * drops(t), with
+warmup(t) = min(1, t / warmup_steps) and drops(t) = factor ** (number of drop steps <= t); or,
+for Inception-v3, a linear decay from base to `decay_to` over training.
+"""
+
+import re
+
+import gin
+import keras
+import tensorflow as tf
+
+_STEPS = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
+
+
+def parse_steps(value, steps_per_epoch):
+  """Iterations from an int or a string like '500it', '2ep' or '2ep100it'."""
+  if isinstance(value, bool):
+    raise ValueError(f"not a step count: {value!r}")
+  if isinstance(value, int):
+    steps = value
+  else:
+    match = _STEPS.match(str(value))
+    if not match or not any(match.groups()):
+      raise ValueError(f"step count {value!r} must be an int or look like '500it', '2ep' "
+                       "or '2ep100it'")
+    epochs, iters = (int(g) if g else 0 for g in match.groups())
+    steps = epochs * steps_per_epoch + iters
+  if steps < 0:
+    raise ValueError(f"step count {value!r} is negative")
+  return steps
+
+
+class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
+  """Warmup, step drops and linear decay, as a function of the global step."""
+
+  def __init__(self, base_lr, warmup_steps=0, drop_steps=(), drop_factor=0.1,
+               total_steps=None, decay_to=None, offset=0):
+    self.base_lr = float(base_lr)
+    self.warmup_steps = int(warmup_steps)
+    self.drop_steps = tuple(int(s) for s in drop_steps)
+    self.drop_factor = float(drop_factor)
+    self.total_steps = total_steps
+    self.decay_to = decay_to
+    self.offset = int(offset)  # Figure 4: copies restart the schedule at step k
+
+  def __call__(self, step):
+    t = tf.cast(step, tf.float32) - float(self.offset)
+    lr = tf.constant(self.base_lr, tf.float32)
+    if self.warmup_steps:
+      lr *= tf.minimum(1.0, t / float(self.warmup_steps))
+    if self.drop_steps:
+      drops = tf.reduce_sum(tf.cast(t >= tf.constant(self.drop_steps, tf.float32), tf.float32))
+      lr *= tf.pow(self.drop_factor, drops)
+    if self.decay_to is not None:
+      frac = tf.clip_by_value(t / float(self.total_steps), 0.0, 1.0)
+      lr = lr + (float(self.decay_to) - self.base_lr) * frac
+    return lr
+
+  def get_config(self):
+    return dict(base_lr=self.base_lr, warmup_steps=self.warmup_steps,
+                drop_steps=self.drop_steps, drop_factor=self.drop_factor,
+                total_steps=self.total_steps, decay_to=self.decay_to, offset=self.offset)
+
+
+@gin.configurable("lr_schedule", denylist=["base_lr", "steps_per_epoch", "total_steps", "offset"])
+def make_schedule(base_lr, steps_per_epoch, total_steps, offset=0, warmup="0it", drops=(),
+                  drop_factor=0.1, decay_to=None):
+  """The schedule of a run, with steps given as ints or '500it' / '2ep'.
+
+  Args:
+    warmup: length of the linear warmup from 0 to the base rate.
+    drops: steps at which the rate is multiplied by `drop_factor`.
+    decay_to: if set, the rate decays linearly from the base rate to this value at the end.
+  """
+  warmup_steps = parse_steps(warmup, steps_per_epoch)
+  drop_steps = sorted(parse_steps(d, steps_per_epoch) for d in drops)
+  if not 0 < drop_factor <= 1:
+    raise ValueError(f"lr_schedule.drop_factor={drop_factor} must be in (0, 1]")
+  return PaperSchedule(base_lr, warmup_steps, drop_steps, drop_factor, total_steps,
+                       decay_to, offset)

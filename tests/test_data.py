@@ -1,0 +1,125 @@
+import dataclasses
+import gzip
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lmc_tf.data import base
+from lmc_tf.data import mnist
+from lmc_tf.data import pipeline
+from lmc_tf.training import runner
+
+
+def _batches(data, order_seed, aug_seed=0, start=0, steps=6, batch=20, ctx=None):
+  ds = pipeline.train_dataset(data, batch, order_seed, aug_seed, start, steps, ctx)
+  return [(x.numpy(), y.numpy()) for x, y in ds]
+
+
+@pytest.fixture(scope="module")
+def small():
+  full = mnist.load()
+  return base.ImageDataset(name="mnist", x_train=full.x_train[:100], y_train=full.y_train[:100],
+                           x_test=full.x_test[:50], y_test=full.y_test[:50], num_classes=10,
+                           mean=full.mean, std=full.std)
+
+
+def test_bundled_mnist_is_the_official_set():
+  data = mnist.load(standardize=False)
+  assert data.x_train.shape == (60000, 28, 28, 1) and data.x_test.shape == (10000, 28, 28, 1)
+  assert data.x_train.dtype == np.uint8 and data.x_train.max() == 255
+  assert np.bincount(data.y_test).tolist()[:3] == [980, 1135, 1032]
+
+
+def test_bundled_copy_matches_shared_data(shared_data):
+  for name in mnist.FILES.values():
+    with open(os.path.join(shared_data, "mnist", name), "rb") as a, \
+         open(os.path.join(mnist.BUNDLED_DIR, name), "rb") as b:
+      assert a.read() == b.read(), name
+
+
+def test_missing_data_dir_names_the_expected_files(tmp_path):
+  with pytest.raises(FileNotFoundError, match="train-images-idx3-ubyte.gz"):
+    mnist.load(data_dir=str(tmp_path))
+
+
+def test_malformed_idx_file_is_an_error(tmp_path):
+  for name in mnist.FILES.values():
+    with gzip.open(tmp_path / name, "wb") as f:
+      f.write(b"not an idx file")
+  with pytest.raises(ValueError, match="bad magic"):
+    mnist.load(data_dir=str(tmp_path))
+
+
+def test_tfds_is_a_second_source():
+  import tensorflow_datasets as tfds
+  with tfds.testing.mock_data(num_examples=12):
+    data = mnist.load(source="tfds")
+  assert data.x_train.shape == (12, 28, 28, 1) and data.y_train.dtype == np.int32
+
+
+def test_same_seeds_give_the_same_batches(small):
+  for (xa, ya), (xb, yb) in zip(_batches(small, 7), _batches(small, 7)):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+
+
+def test_other_data_order_seed_gives_another_order(small):
+  a, b = _batches(small, 7), _batches(small, 8)
+  assert not all(np.array_equal(xa, xb) for (xa, _), (xb, _) in zip(a, b))
+
+
+def test_each_epoch_is_a_permutation_and_epochs_differ(small):
+  # 100 examples, batch 20: 5 steps per epoch.
+  raw = dataclasses.replace(small, mean=None, std=None)
+  batches = _batches(raw, 3, steps=10)
+  flat = lambda bs: np.concatenate([  # noqa: E731
+      np.round(x * 255).astype(np.uint8).reshape(len(x), -1) for x, _ in bs])
+  first, second = flat(batches[:5]), flat(batches[5:])
+  key = lambda a: sorted(map(bytes, a))  # noqa: E731
+  assert key(first) == key(small.x_train.reshape(100, -1)) == key(second)
+  assert not np.array_equal(first, second)
+
+
+def test_starting_mid_run_gives_the_tail_of_the_full_run(small):
+  full = _batches(small, 5, steps=12)
+  tail = _batches(small, 5, start=7, steps=5)
+  for (xa, ya), (xb, yb) in zip(full[7:], tail):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+
+
+def test_replica_slices_make_up_the_global_batch(small):
+  ctx = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                   num_replicas_in_sync=2)
+  single = _batches(small, 5, steps=3)
+  split = _batches(small, 5, steps=3, ctx=ctx)
+  assert len(split) == 6 and split[0][0].shape[0] == 10
+  for step in range(3):
+    np.testing.assert_array_equal(np.concatenate([split[2 * step][0], split[2 * step + 1][0]]),
+                                  single[step][0])
+  # Two input pipelines (two workers), one replica each: each holds its half.
+  for worker in range(2):
+    ctx = tf.distribute.InputContext(2, worker, 2)
+    part = _batches(small, 5, steps=3, ctx=ctx)
+    np.testing.assert_array_equal(part[1][1], single[1][1][worker * 10:(worker + 1) * 10])
+
+
+def test_init_seed_changes_weights_but_not_the_order(bind, tmp_path):
+  bind()
+  a = runner.Trainer(str(tmp_path / "a"), init_seed=1, data_order_seed=4)
+  b = runner.Trainer(str(tmp_path / "b"), init_seed=2, data_order_seed=4)
+  xa, ya = next(iter(a._dataset(0)))
+  xb, yb = next(iter(b._dataset(0)))
+  np.testing.assert_array_equal(xa.numpy(), xb.numpy())
+  np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+  assert not np.array_equal(a.model.get_weights()[0], b.model.get_weights()[0])
+
+
+def test_dataset_caps_and_unknown_names(bind):
+  bind("dataset.max_train_examples = 123")
+  assert base.get_dataset().num_train == 123
+  bind("dataset.name = 'mnsit'")
+  with pytest.raises(ValueError, match="unknown dataset"):
+    base.get_dataset()

@@ -1,0 +1,89 @@
+import numpy as np
+import pytest
+import tensorflow as tf
+import keras
+
+from lmc_tf.models import layers
+from lmc_tf.training import optimizers
+
+
+def _toy_model():
+  inputs = keras.Input((8, 8, 3))
+  x = layers.MaskedConv2D(4, 3, padding="same", activation="relu", name="conv")(inputs)
+  x = keras.layers.Flatten()(x)
+  x = layers.MaskedDense(16, activation="relu", name="dense")(x)
+  outputs = layers.MaskedDense(5, name="out")(x)
+  return keras.Model(inputs, outputs)
+
+
+def _random_masks(model, density, seed):
+  rng = np.random.default_rng(seed)
+  return {l.name: (rng.random(l.kernel.shape) < density).astype(np.float32)
+          for l in layers.masked_layers(model)}
+
+
+def _train(model, optimizer, steps):
+  rng = np.random.default_rng(0)
+  x = tf.constant(rng.normal(size=(32, 8, 8, 3)), tf.float32)
+  y = tf.constant(rng.integers(0, 5, 32))
+
+  @tf.function
+  def step():
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(y, model(x)))
+    grads = tape.gradient(loss, model.trainable_variables)
+    optimizer.apply_gradients(zip(grads, model.trainable_variables))
+    return loss
+
+  for _ in range(steps):
+    step()
+
+
+@pytest.mark.parametrize("bindings", [
+    ["optimizer.name = 'sgd'", "optimizer.momentum = 0.9", "optimizer.weight_decay = 0.05"],
+    ["optimizer.name = 'adam'"],
+])
+def test_pruned_weights_stay_exactly_zero(bindings, bind):
+  bind("optimizer.learning_rate = 0.05", *bindings)
+  model = _toy_model()
+  masks = _random_masks(model, 0.3, seed=1)
+  layers.set_masks(model, masks)
+  before = {l.name: l.kernel.numpy() for l in layers.masked_layers(model)}
+  optimizer = optimizers.make_optimizer(steps_per_epoch=10, total_steps=100)
+  _train(model, optimizer, 100)
+  for layer in layers.masked_layers(model):
+    kernel = layer.kernel.numpy()
+    assert np.all(kernel[masks[layer.name] == 0] == 0.0), layer.name
+    # The surviving weights did train.
+    assert not np.allclose(kernel[masks[layer.name] == 1], before[layer.name][masks[layer.name] == 1])
+
+
+def test_mask_is_saved_and_restored(tmp_path):
+  model = _toy_model()
+  masks = _random_masks(model, 0.5, seed=2)
+  layers.set_masks(model, masks)
+  path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+  other = _toy_model()
+  tf.train.Checkpoint(model=other).restore(path).assert_existing_objects_matched()
+  for name, mask in layers.get_masks(other).items():
+    np.testing.assert_array_equal(mask, masks[name])
+  assert layers.density(other) == pytest.approx(
+      sum(m.sum() for m in masks.values()) / sum(m.size for m in masks.values()))
+
+
+def test_mask_applies_in_call():
+  model = _toy_model()
+  x = tf.ones((1, 8, 8, 3))
+  layers.set_masks(model, {"out": np.zeros(model.get_layer("out").kernel.shape)})
+  # Out's kernel is fully pruned, so the output is its bias alone.
+  np.testing.assert_allclose(model(x).numpy()[0], model.get_layer("out").bias.numpy())
+
+
+def test_mask_that_does_not_fit_is_an_error():
+  model = _toy_model()
+  with pytest.raises(ValueError, match="does not fit layer 'dense'"):
+    layers.set_masks(model, {"dense": np.ones((3, 3))})
+  with pytest.raises(ValueError, match="does not have"):
+    layers.set_masks(model, {"nope": np.ones((3, 3))})
+  with pytest.raises(ValueError, match="only 0 and 1"):
+    layers.set_masks(model, {"out": np.full(model.get_layer("out").kernel.shape, 0.5)})

@@ -1,0 +1,97 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from lmc_tf import config
+from lmc_tf.experiments import jobs
+from lmc_tf.training import runner
+
+
+def _run(model_dir, bind, *bindings):
+  bind(*bindings)
+  return jobs.run(str(model_dir))
+
+
+def _final(model_dir):
+  return runner.checkpoint_tensors(tf.train.latest_checkpoint(
+      os.path.join(model_dir, "checkpoints")))
+
+
+def test_train_job_writes_results_checkpoints_config_and_events(tmp_path, bind):
+  results = _run(tmp_path, bind, "training.checkpoint_steps = [10, '1ep']")
+  summary = json.load(open(tmp_path / "summary.json"))
+  assert summary["final_step"] == 60 == results["final_step"]
+  assert 0 <= summary["test_accuracy"] <= 100 and summary["test_accuracy"] > 30
+  state = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
+  steps = [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
+  assert steps == [10, 30, 60]
+  assert not (tmp_path / "checkpoints" / "resume").exists()
+  operative = (tmp_path / "operative_config.gin").read_text()
+  assert "training.batch_size = 20" in operative and "model.name = 'lenet_300_100'" in operative
+
+  acc = event_accumulator.EventAccumulator(str(tmp_path / "events" / "train"),
+                                           size_guidance={"tensors": 0})
+  acc.Reload()
+  tags = set(acc.Tags()["tensors"])
+  assert {"loss", "accuracy", "lr", "density", "operative_config"} <= tags
+  assert [e.step for e in acc.Tensors("loss")] == [30, 60]
+  text = acc.Tensors("operative_config")[0].tensor_proto.string_val[0].decode()
+  assert "training.batch_size = 20" in text
+
+
+def test_same_seeds_give_identical_weights_other_seeds_do_not(tmp_path, bind):
+  _run(tmp_path / "a", bind, "train.data_order_seed = 3")
+  _run(tmp_path / "b", bind, "train.data_order_seed = 3")
+  _run(tmp_path / "c", bind, "train.data_order_seed = 4")
+  a, b, c = (_final(tmp_path / d) for d in "abc")
+  assert len(a) > 10 and a.keys() == b.keys() == c.keys()
+  for key in a:
+    np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+  assert any(not np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_non_finite_loss_stops_the_run_and_writes_no_nan_checkpoint(tmp_path, bind):
+  bind("optimizer.name = 'sgd'", "optimizer.learning_rate = 1e12",
+       "training.checkpoint_every = '2it'", "training.log_every = '2it'")
+  with pytest.raises(runner.NonFiniteLossError, match="non-finite training loss"):
+    jobs.run(str(tmp_path))
+  for directory in (tmp_path / "checkpoints", tmp_path / "checkpoints" / "resume"):
+    latest = tf.train.latest_checkpoint(str(directory))
+    if latest:
+      for value in runner.checkpoint_tensors(latest).values():
+        if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+          assert np.all(np.isfinite(value))
+  assert not (tmp_path / "summary.json").exists()
+
+
+def test_checkpoint_step_beyond_training_is_refused(tmp_path, bind):
+  bind("training.checkpoint_steps = [100]")
+  with pytest.raises(ValueError, match=r"beyond training.steps=60"):
+    jobs.run(str(tmp_path))
+  assert not (tmp_path / "checkpoints").exists()
+
+
+def test_rerun_of_a_finished_run_reuses_it(tmp_path, bind):
+  first = _run(tmp_path, bind)
+  second = _run(tmp_path, bind)
+  assert second["final_step"] == 60
+  assert second["test_accuracy"] == first["test_accuracy"]
+
+
+def test_a_run_dir_of_another_config_is_refused(tmp_path, bind):
+  _run(tmp_path, bind)
+  with pytest.raises(config.ConfigError, match="different config"):
+    _run(tmp_path, bind, "optimizer.learning_rate = 0.5")
+
+
+def test_checkpoint_from_another_model_is_a_clear_error(tmp_path, bind):
+  bind()
+  runner.Trainer(str(tmp_path)).kept.save(0)
+  bind("lenet.hidden = (64,)")
+  trainer = runner.Trainer(str(tmp_path))
+  with pytest.raises(ValueError, match="does not fit this model"):
+    trainer.restore_latest()
