@@ -32,12 +32,16 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # TF logs every checkpoint save at INFO
   from lmc_tf import config  # pylint: disable=g-import-not-at-top  (TF import is slow)
   from lmc_tf.experiments import jobs  # pylint: disable=g-import-not-at-top
+  from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
   try:
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_path)
     results = jobs.run(FLAGS.model_dir, job_override=FLAGS.job)
   except (config.ConfigError, ValueError, FileNotFoundError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  except runner.NonFiniteLossError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(3)
   model_dir = os.path.abspath(FLAGS.model_dir)
   print(f"\nResults: {os.path.join(model_dir, 'summary.json')}")
   if isinstance(results, dict) and "test_accuracy" in results:

@@ -175,9 +175,21 @@ class Trainer:
                       tf.float32)
     return tf.reduce_sum(losses), tf.reduce_sum(correct)
 
+  def _use_xla(self):
+    if not self.hparams.jit_compile:
+      return False
+    if self.strategy.num_replicas_in_sync > 1 and all(
+        "CPU" in d.upper() for d in self.strategy.extended.worker_devices):
+      # XLA places one compiled function on CPU:0 and cannot reach the other logical CPUs'
+      # variables (TF's known XLA issue "tf.Variable on a different device").
+      print("training.jit_compile ignored: XLA cannot mirror over logical CPU devices",
+            flush=True)
+      return False
+    return True
+
   def _make_loop(self):
-    step_fn = tf.function(self._train_step, jit_compile=True) if self.hparams.jit_compile \
-        else self._train_step
+    step_fn = (tf.function(self._train_step, jit_compile=True) if self._use_xla()
+               else self._train_step)
 
     @tf.function
     def loop(iterator, num_steps):
