@@ -28,7 +28,7 @@ def test_train_job_writes_results_checkpoints_config_and_events(tmp_path, bind):
   assert 0 <= summary["test_accuracy"] <= 100 and summary["test_accuracy"] > 30
   state = tf.train.get_checkpoint_state(str(tmp_path / "checkpoints"))
   steps = [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths]
-  assert steps == [10, 30, 60]
+  assert steps == [0, 10, 30, 60]
   assert not (tmp_path / "checkpoints" / "resume").exists()
   operative = (tmp_path / "operative_config.gin").read_text()
   assert "training.batch_size = 20" in operative and "model.name = 'lenet_300_100'" in operative
@@ -94,4 +94,36 @@ def test_checkpoint_from_another_model_is_a_clear_error(tmp_path, bind):
   bind("lenet.hidden = (64,)")
   trainer = runner.Trainer(str(tmp_path))
   with pytest.raises(ValueError, match="does not fit this model"):
-    trainer.restore_latest()
+    trainer.begin()
+
+
+def test_a_copy_starts_from_the_parents_state_at_k_with_a_fresh_optimizer(tmp_path, bind):
+  bind("training.checkpoint_steps = [20]")
+  parent = runner.Trainer(str(tmp_path / "parent"), init_seed=5, end_step=20)
+  parent.begin()
+  parent.train()
+  w_k = parent.model.get_weights()
+  path = os.path.join(tmp_path, "parent", "checkpoints", "ckpt-20")
+  assert parent.step == 20 and os.path.exists(path + ".index")
+
+  copy = runner.Trainer(str(tmp_path / "copy"), init_seed=99, data_order_seed=7,
+                        start_from=path, start_step=20)
+  assert copy.begin() == 20
+  for a, b in zip(copy.model.get_weights(), w_k):
+    np.testing.assert_array_equal(a, b)
+  assert int(copy.optimizer.iterations) == 0
+  copy.train()
+  assert copy.step == 60 and int(copy.optimizer.iterations) == 40
+  # The copy's first kept checkpoint is W_k itself.
+  state = tf.train.get_checkpoint_state(str(tmp_path / "copy" / "checkpoints"))
+  assert [int(p.rsplit("-", 1)[1]) for p in state.all_model_checkpoint_paths] == [20, 60]
+
+
+def test_schedule_offset_restarts_the_learning_rate(tmp_path, bind):
+  bind("optimizer.name = 'sgd'", "optimizer.learning_rate = 0.1", "lr_schedule.warmup = '40it'")
+  plain = runner.Trainer(str(tmp_path / "a"), start_step=20)
+  reset = runner.Trainer(str(tmp_path / "b"), start_step=20, schedule_offset=20, end_step=80)
+  plain.begin()
+  reset.begin()
+  assert float(plain.optimizer.learning_rate) == pytest.approx(0.05)
+  assert float(reset.optimizer.learning_rate) == pytest.approx(0.0)

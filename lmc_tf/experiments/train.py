@@ -40,7 +40,7 @@ def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed
   if chief:
     check_same_config(model_dir, config.operative_config())
     config.record_operative_config(model_dir, trainer.summary_writer)
-  trainer.restore_latest()
+  trainer.begin()
   results = trainer.train()
   results["wall_time_s"] = round(time.time() - started, 1)
   if chief:

@@ -6,6 +6,8 @@ not Keras's decoupled `weight_decay`. SGD keeps PyTorch's momentum buffer
 folds the old rate into its velocity instead.
 """
 
+import functools
+
 import gin
 import keras
 from keras import ops
@@ -67,11 +69,15 @@ class Adam(_CoupledL2, keras.optimizers.Adam):
     super().update_step(self._with_l2(gradient, variable), variable, learning_rate)
 
 
-@gin.configurable("optimizer", denylist=["steps_per_epoch", "total_steps", "offset"])
-def make_optimizer(steps_per_epoch, total_steps, offset=0, name=gin.REQUIRED,
+@gin.configurable("optimizer", denylist=["steps_per_epoch", "total_steps", "step", "offset"])
+def make_optimizer(steps_per_epoch, total_steps, step=None, offset=0, name=gin.REQUIRED,
                    learning_rate=gin.REQUIRED, momentum=0.9, weight_decay=0.0, nesterov=False,
                    beta_1=0.9, beta_2=0.999, epsilon=1e-8):
   """Builds the named optimizer ('sgd' or 'adam') on the run's learning-rate schedule.
+
+  The rate follows `step`, the run's global step, when given; otherwise the optimizer's own
+  iteration count. They differ for a copy started at step k: its schedule and data continue
+  from k, while its optimizer state (momentum, Adam's moments and bias correction) is fresh.
 
   `weight_decay` is the coupled L2 coefficient of torch.optim (SPEC §2). `epsilon` defaults to
   PyTorch's 1e-8 (Keras's is 1e-7). `offset` restarts the schedule at that step (Figure 4).
@@ -81,6 +87,8 @@ def make_optimizer(steps_per_epoch, total_steps, offset=0, name=gin.REQUIRED,
   if not learning_rate > 0:
     raise ValueError(f"optimizer.learning_rate={learning_rate} must be > 0")
   schedule = schedules.make_schedule(learning_rate, steps_per_epoch, total_steps, offset)
+  if step is not None:
+    schedule = functools.partial(schedule, step)  # Keras calls a plain callable with no args
   if name == "sgd":
     return SGD(schedule, momentum=momentum, l2=weight_decay, nesterov=nesterov)
   if name == "adam":

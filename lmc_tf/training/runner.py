@@ -84,26 +84,33 @@ class Schedule:
     return cls(per_epoch, total, kept, every, log_every)
 
 
-def _next_boundary(step, schedule, steps_per_loop):
+def _next_boundary(step, end, keep_steps, schedule, steps_per_loop):
   """The next step at which the host must act: log, checkpoint, or finish."""
-  candidates = [schedule.total, step + steps_per_loop,
+  candidates = [end, step + steps_per_loop,
                 (step // schedule.log_every + 1) * schedule.log_every,
                 (step // schedule.checkpoint_every + 1) * schedule.checkpoint_every]
-  candidates += [s for s in schedule.checkpoint_steps if s > step]
+  candidates += [s for s in keep_steps if s > step]
   return min(c for c in candidates if c > step)
 
 
 class Trainer:
-  """One training run in `model_dir`: build, restore, train to T, evaluate.
+  """One training run in `model_dir`: build, restore, train, evaluate on the test set.
+
+  A run starts from its init (`init_seed`) or, for the copies of instability analysis and IMP,
+  from the model state in another run's checkpoint (`start_from`, taken at `start_step` = k):
+  weights, BatchNorm statistics and masks, with a fresh optimizer, as the paper's reference
+  code does. It trains to `end_step` (default T). The learning rate follows the schedule at
+  `global step - schedule_offset` (Figure 4 restarts it at k).
 
   Layout of `model_dir`:
-    checkpoints/ckpt-<step>         kept: the checkpoint_steps and the end
+    checkpoints/ckpt-<step>         kept: checkpoint_steps, keep_steps, the start and the end
     checkpoints/resume/ckpt-<step>  the newest periodic checkpoint, for resuming
     events/{train,eval}/            TensorBoard
   """
 
   def __init__(self, model_dir, *, init_seed=0, data_order_seed=0, augmentation_seed=0,
-               strategy=None, data=None, hparams=None, masks=None):
+               strategy=None, data=None, hparams=None, masks=None, start_from=None,
+               start_step=0, end_step=None, schedule_offset=0, keep_steps=()):
     self.model_dir = model_dir
     self.seeds = dict(init_seed=int(init_seed), data_order_seed=int(data_order_seed),
                       augmentation_seed=int(augmentation_seed))
@@ -111,6 +118,13 @@ class Trainer:
     self.data = data or data_base.get_dataset()
     self.hparams = hparams or TrainingHParams()
     self.schedule = Schedule.resolve(self.hparams, self.data.num_train)
+    self.start_from, self.start_step = start_from, int(start_step)
+    self.end_step = self.schedule.total if end_step is None else int(end_step)
+    if not 0 <= self.start_step <= self.end_step:
+      raise ValueError(f"start step {self.start_step} must lie in [0, {self.end_step}]")
+    self.keep_steps = tuple(sorted(set(self.schedule.checkpoint_steps) | set(keep_steps)
+                                   | {self.start_step, self.end_step}))
+    self.masks = masks
     self.is_chief = distribute.is_chief(self.strategy)
     if self.hparams.batch_size % self.strategy.num_replicas_in_sync:
       raise ValueError(f"training.batch_size={self.hparams.batch_size} is not divisible by "
@@ -120,13 +134,16 @@ class Trainer:
       self.model = registry.build_model(init_seed=init_seed,
                                         input_shape=self.data.image_shape,
                                         num_classes=self.data.num_classes)
-      self.optimizer = optimizers.make_optimizer(self.schedule.steps_per_epoch,
-                                                 self.schedule.total)
+      self.global_step = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name="global_step",
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      self.optimizer = optimizers.make_optimizer(
+          self.schedule.steps_per_epoch, self.schedule.total, self.global_step,
+          offset=schedule_offset)
       # Build the slots now, so checkpoints hold the same objects whether or not a step ran.
       self.optimizer.build(self.model.trainable_variables)
-    if masks is not None:
-      layers.set_masks(self.model, masks)
-    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer)
+    self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
+                                          step=self.global_step)
     write_dir = model_dir if self.is_chief else os.path.join(
         model_dir, f".worker-{distribute.worker_id(self.strategy)}-tmp")
     self._write_dir = write_dir
@@ -142,18 +159,24 @@ class Trainer:
 
   @property
   def step(self):
-    return int(self.optimizer.iterations.numpy())
+    return int(self.global_step.numpy())
 
   # -- checkpoints ------------------------------------------------------------------------
 
-  def restore_latest(self):
-    """Restores the newest checkpoint of this run, if any; returns its step (0 if none)."""
+  def begin(self):
+    """Restores this run's newest checkpoint, or else sets up its start; returns the step."""
     latest = [m.latest_checkpoint for m in (self.kept, self.resume) if m.latest_checkpoint]
-    if not latest:
-      return 0
-    path = max(latest, key=lambda p: int(p.rsplit("-", 1)[1]))
-    restore(self.checkpoint, path)
-    print(f"Resuming from {path} (step {self.step})", flush=True)
+    if latest:
+      path = max(latest, key=lambda p: int(p.rsplit("-", 1)[1]))
+      restore(self.checkpoint, path)
+      print(f"Resuming from {path} (step {self.step})", flush=True)
+      return self.step
+    if self.start_from is not None:
+      restore(tf.train.Checkpoint(model=self.model), self.start_from)
+    if self.masks is not None:
+      layers.set_masks(self.model, self.masks)
+    self.global_step.assign(self.start_step)
+    self._save(kept=True)  # the starting point: W_0 of a parent, W_k (masked) of a copy
     return self.step
 
   def _save(self, kept):
@@ -197,6 +220,7 @@ class Trainer:
       correct = tf.constant(0.0)
       for _ in tf.range(num_steps):
         loss, hits = self.strategy.run(step_fn, args=next(iterator))
+        self.global_step.assign_add(1)
         loss_sum += self.strategy.reduce("SUM", loss, axis=None)
         correct += self.strategy.reduce("SUM", hits, axis=None)
       return loss_sum, correct
@@ -206,24 +230,24 @@ class Trainer:
     def dataset_fn(ctx):
       return pipeline.train_dataset(
           self.data, self.hparams.batch_size, self.seeds["data_order_seed"],
-          self.seeds["augmentation_seed"], start_step, self.schedule.total - start_step, ctx)
+          self.seeds["augmentation_seed"], start_step, self.end_step - start_step, ctx)
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
   def train(self):
-    """Trains from the current step to T; returns the final train/test metrics."""
-    schedule, hp = self.schedule, self.hparams
+    """Trains from the current step to `end_step`; returns the final train/test metrics."""
+    schedule, hp, end = self.schedule, self.hparams, self.end_step
     start = self.step
     writer = self.summary_writer
     density = layers.density(self.model)
-    progress = Progress(schedule.total, start)
+    progress = Progress(end, start)
     train_metrics = {}
-    if start < schedule.total:
+    if start < end:
       iterator = iter(self._dataset(start))
       loop = self._make_loop()
       started = time.time()
-      while self.step < schedule.total:
+      while self.step < end:
         step = self.step
-        n = _next_boundary(step, schedule, hp.steps_per_loop) - step
+        n = _next_boundary(step, end, self.keep_steps, schedule, hp.steps_per_loop) - step
         loss_sum, correct = loop(iterator, tf.constant(n, tf.int64))
         loss_sum, correct = float(loss_sum), float(correct)
         examples = n * hp.batch_size
@@ -234,11 +258,11 @@ class Trainer:
               "or check the data.")
         step += n
         train_metrics = {"loss": loss_sum / examples, "accuracy": 100.0 * correct / examples}
-        if step in schedule.checkpoint_steps or step == schedule.total:
+        if step in self.keep_steps:
           self._save(kept=True)
         elif step % schedule.checkpoint_every == 0:
           self._save(kept=False)
-        if step % schedule.log_every == 0 or step == schedule.total:
+        if step % schedule.log_every == 0 or step == end:
           lr = float(self.optimizer.learning_rate)
           with writer.as_default(step=step):
             for name, value in train_metrics.items():
@@ -246,7 +270,7 @@ class Trainer:
             tf.summary.scalar("lr", lr)
             tf.summary.scalar("density", density)
           progress.report(step, train_metrics)
-      print(f"Trained steps {start}-{schedule.total} in {time.time() - started:.1f} s",
+      print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s",
             flush=True)
     writer.flush()
     # The kept final checkpoint supersedes the resume ones.
