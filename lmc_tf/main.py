@@ -4,6 +4,7 @@ r"""lmc_tf entry point.
       [--gin_bindings='training.steps="2ep"'] [--job=evaluate]
 """
 
+import logging as std_logging
 import os
 import sys
 
@@ -21,6 +22,19 @@ flags.DEFINE_string("job", None, "run this job instead of the config's experimen
 FLAGS = flags.FLAGS
 
 
+def _quiet_logs():
+  """Keeps the console to what a user acts on (--verbosity=0 shows everything)."""
+  logging.set_verbosity(logging.WARNING)  # TF logs every checkpoint save at INFO
+  # Each run of an experiment builds its own model and tf.functions, by design; TF's advice
+  # to reuse them is noise here.
+  std_logging.getLogger("tensorflow").addFilter(
+      lambda record: "triggered tf.function retracing" not in record.getMessage())
+  # gin logs each place it looked for an included file before the one where it found it; a
+  # file it cannot find anywhere is still an error.
+  std_logging.getLogger().addFilter(
+      lambda record: not record.getMessage().startswith("Path not found"))
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -29,7 +43,7 @@ def main(argv):
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
   if not FLAGS["verbosity"].present:
-    logging.set_verbosity(logging.WARNING)  # TF logs every checkpoint save at INFO
+    _quiet_logs()
   from lmc_tf import config  # pylint: disable=g-import-not-at-top  (TF import is slow)
   from lmc_tf.experiments import jobs  # pylint: disable=g-import-not-at-top
   from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
@@ -43,7 +57,9 @@ def main(argv):
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3)
   model_dir = os.path.abspath(FLAGS.model_dir)
-  print(f"\nResults: {os.path.join(model_dir, 'summary.json')}")
+  summary = os.path.join(model_dir, "summary.json")
+  if os.path.exists(summary):
+    print(f"\nResults: {summary}")
   if isinstance(results, dict) and "test_accuracy" in results:
     print(f"Test accuracy: {results['test_accuracy']:.2f}% after {results['final_step']} steps")
   print(f"TensorBoard: tensorboard --logdir {model_dir}")

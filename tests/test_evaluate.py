@@ -30,3 +30,22 @@ def test_split_evaluator_is_exact_on_a_padded_split(bind, strategy_name):
   assert result["accuracy"] == pytest.approx(want_acc, abs=1e-9)
   assert result["error"] == pytest.approx(100.0 - want_acc, abs=1e-9)
   assert result["loss"] == pytest.approx(want_loss, rel=1e-5)
+
+
+@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
+def test_per_example_outputs_follow_the_split_order(bind, strategy_name):
+  bind(f"strategy.name = '{strategy_name}'", "strategy.num_cpu_devices = 2",
+       "dataset.max_test_examples = 130")
+  strategy = distribute.get_strategy()
+  data = base.get_dataset()
+  with strategy.scope():
+    model = registry.build_model(init_seed=2, input_shape=data.image_shape,
+                                 num_classes=data.num_classes)
+  evaluator = evaluate.SplitEvaluator(strategy, model, data, "test", batch_size=64)
+  losses, predictions = evaluator.per_example()
+  x = (data.x_test.astype(np.float32) / 255.0 - data.mean) / data.std
+  logits = model(tf.constant(x), training=False).numpy()
+  np.testing.assert_array_equal(predictions, logits.argmax(1))
+  assert losses.shape == (130,)
+  summary = evaluator()
+  assert losses.mean() == pytest.approx(summary["loss"], rel=1e-5)

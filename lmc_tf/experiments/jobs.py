@@ -24,7 +24,11 @@ def job_names():
 
 
 def _import_jobs():
-  from lmc_tf.experiments import train  # noqa: F401  pylint: disable=g-import-not-at-top
+  # pylint: disable=g-import-not-at-top,unused-import
+  from lmc_tf.evaluation import evaluator  # noqa: F401
+  from lmc_tf.experiments import instability  # noqa: F401
+  from lmc_tf.experiments import report  # noqa: F401
+  from lmc_tf.experiments import train  # noqa: F401
 
 
 @gin.configurable("experiment", denylist=["model_dir", "job_override"])
@@ -32,7 +36,7 @@ def run(model_dir, job_override=None, job="train", deterministic=True):
   """Runs the job that gin names (or `job_override`, from --job) in `model_dir`.
 
   Args:
-    job: 'train' for now; later issues add instability, imp, evaluate and report.
+    job: 'train', 'instability', 'evaluate' or 'report'.
     deterministic: enable TF op determinism, so equal seeds give bit-identical weights.
   """
   _import_jobs()

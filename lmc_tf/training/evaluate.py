@@ -1,5 +1,6 @@
 """Loss and accuracy of a model on a whole split, through `strategy.run`."""
 
+import numpy as np
 import tensorflow as tf
 
 from lmc_tf.data import pipeline
@@ -21,6 +22,7 @@ class SplitEvaluator:
     self._dataset = strategy.distribute_datasets_from_function(
         lambda ctx: pipeline.eval_dataset(images, labels, data, batch_size, ctx)[0])
     self._loop = tf.function(self._eval_loop)
+    self._per_example_step = tf.function(self._gathered_step)
 
   def _eval_step(self, images, labels, weights):
     logits = tf.cast(self._model(images, training=False), tf.float32)
@@ -37,6 +39,25 @@ class SplitEvaluator:
       total_loss += self._strategy.reduce("SUM", loss, axis=None)
       total_correct += self._strategy.reduce("SUM", correct, axis=None)
     return total_loss, total_correct
+
+  def _per_example(self, images, labels, weights):
+    logits = tf.cast(self._model(images, training=False), tf.float32)
+    losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+    return losses, tf.argmax(logits, -1, output_type=labels.dtype), weights
+
+  def _gathered_step(self, batch):
+    per_replica = self._strategy.run(self._per_example, args=batch)
+    # gather orders by replica, and replica r holds slice r of the global batch.
+    return [self._strategy.gather(t, axis=0) for t in per_replica]
+
+  def per_example(self):
+    """Per-example losses and predicted labels over the split, in the split's order."""
+    losses, predictions = [], []
+    for batch in self._dataset:
+      loss, prediction, weight = (t.numpy() for t in self._per_example_step(batch))
+      losses.append(loss[weight > 0])
+      predictions.append(prediction[weight > 0])
+    return np.concatenate(losses), np.concatenate(predictions)
 
   def __call__(self):
     """Returns {'loss': mean loss, 'accuracy': percent, 'error': percent, 'examples': n}."""

@@ -314,7 +314,8 @@ class Progress:
 def restore(checkpoint, path):
   """Restores `path` into `checkpoint`, with a clear error if it was made by another model."""
   try:
-    checkpoint.restore(path).assert_existing_objects_matched()
+    # expect_partial: restoring only the model from a full run's checkpoint is intended.
+    checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
   except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
     raise ValueError(
         f"checkpoint {path} does not fit this model: it was written by another model or "

@@ -1,0 +1,1 @@
+"""Linear interpolation between trained copies, the error barrier, and distances."""

@@ -1,0 +1,181 @@
+"""The `instability` job: Algorithm 1 of the LMC paper, for every k of a rewind grid.
+
+For each of `num_inits` init seeds, one parent run trains from W_0 to the largest k and keeps
+W_k at every k of the grid. For each k, `num_pairs` pairs of copies start from W_k (masked, if
+a mask is given) and train to T under different data orders and augmentations; with
+`reset_schedule` they train for T steps with the learning-rate schedule restarted at k
+(Figure 4). The evaluator (`--job=evaluate`) interpolates the finished pairs.
+
+Every run directory is named by the hash of what produced it (rundirs.run_hash), so a rerun
+finds finished runs and skips them, and resumes an interrupted one from its checkpoint.
+
+  DIR/instability.json   the plan: every parent, copy and pair, written before training
+  DIR/runs/parent-<hash> DIR/runs/copy-<hash>   the training runs
+"""
+
+import hashlib
+import os
+import time
+
+import gin
+import numpy as np
+import tensorflow as tf
+
+from lmc_tf import config
+from lmc_tf import distribute
+from lmc_tf.data import base as data_base
+from lmc_tf.experiments import jobs
+from lmc_tf.experiments import rundirs
+from lmc_tf.training import runner
+from lmc_tf.training import schedules
+
+MANIFEST = "instability.json"
+VARIANTS = {False: ("standard",), True: ("reset",), "both": ("standard", "reset")}
+
+
+def copy_seeds(pair, copy):
+  """Data-order and augmentation seed of copy `copy` (0 or 1) of pair `pair`.
+
+  Seed 0 is the parent's; pairs never share a seed, so every copy sees its own SGD noise.
+  """
+  seed = 1 + 2 * pair + copy
+  return {"data_order_seed": seed, "augmentation_seed": seed}
+
+
+def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, num_pairs=3,
+         init_seed=0, reset_schedule=False, every_epoch=False, mask_digest=None):
+  """The runs and pairs of an instability experiment, named by hash (pure)."""
+  if reset_schedule not in VARIANTS:
+    raise ValueError(f"instability.reset_schedule={reset_schedule!r} must be False, True "
+                     "or 'both'")
+  if num_inits < 1 or num_pairs < 1:
+    raise ValueError("instability.num_inits and num_pairs must be at least 1")
+  rewind_steps = sorted(set(rewind_steps))
+  late = [k for k in rewind_steps if not 0 <= k <= total_steps]
+  if late:
+    raise ValueError(f"rewind steps {late} lie outside [0, T={total_steps}]")
+  parents, pairs = {}, []
+  for i in range(num_inits):
+    seed = init_seed + i
+    parent_spec = {"role": "parent", "train": fingerprint, "init_seed": seed,
+                   "rewind_steps": rewind_steps}
+    parent = f"runs/parent-{rundirs.run_hash(parent_spec)}"
+    parents[str(seed)] = {"run": parent, "init_seed": seed, "end_step": max(rewind_steps)}
+    for variant in VARIANTS[reset_schedule]:
+      for k in rewind_steps:
+        for j in range(num_pairs):
+          copies = []
+          for c in range(2):
+            spec = {"role": "copy", "parent": parent, "rewind_step": k, **copy_seeds(j, c)}
+            # Only values that differ from the default enter the hash (as in open_lth), so
+            # adding an option keeps the names of existing runs.
+            if variant == "reset":
+              spec["reset_schedule"] = True
+            if every_epoch:
+              spec["every_epoch"] = True
+            if mask_digest:
+              spec["mask"] = mask_digest
+            copies.append(f"runs/copy-{rundirs.run_hash(spec)}")
+          pair_hash = rundirs.run_hash(copies)[:8]
+          pairs.append({
+              "id": f"{variant}-k{k}-init{seed}-pair{j}-{pair_hash}", "variant": variant,
+              "rewind_step": k, "init_seed": seed, "pair": j, "parent": parent,
+              "copies": copies,
+              "start_step": k,
+              "end_step": k + total_steps if variant == "reset" else total_steps,
+              "seeds": [copy_seeds(j, c) for c in range(2)]})
+  return {"rewind_steps": rewind_steps, "num_inits": num_inits, "num_pairs": num_pairs,
+          "total_steps": total_steps, "steps_per_epoch": steps_per_epoch,
+          "variants": list(VARIANTS[reset_schedule]), "every_epoch": bool(every_epoch),
+          "mask": mask_digest, "parents": parents, "pairs": pairs}
+
+
+def load_masks(mask_file):
+  """{layer name: 0/1 array} from an .npz, and a digest of its contents for the run hash."""
+  if not tf.io.gfile.exists(mask_file):
+    raise FileNotFoundError(f"instability.mask_file={mask_file!r} does not exist")
+  with tf.io.gfile.GFile(mask_file, "rb") as f:
+    raw = f.read()
+  with np.load(mask_file) as npz:
+    masks = {name: npz[name] for name in npz.files}
+  return masks, hashlib.sha256(raw).hexdigest()[:16]
+
+
+def epoch_steps(start, end, steps_per_epoch):
+  """The epoch boundaries a copy passes after its start (Appendix C)."""
+  return [s for s in range(start + 1, end + 1) if s % steps_per_epoch == 0]
+
+
+def _train_run(run_dir, label, **trainer_kwargs):
+  """Trains one run unless it is finished; writes its summary.json at the end."""
+  if rundirs.is_finished(run_dir):
+    print(f"{label}: finished already ({run_dir})", flush=True)
+    return rundirs.read_json(os.path.join(run_dir, "summary.json"))
+  print(f"{label}: training in {run_dir}", flush=True)
+  trainer = runner.Trainer(run_dir, **trainer_kwargs)
+  if trainer.is_chief:
+    config.record_operative_config(run_dir, trainer.summary_writer)
+  trainer.begin()
+  results = trainer.train()
+  if trainer.is_chief:
+    rundirs.write_json_atomic(os.path.join(run_dir, "summary.json"), results)
+  return results
+
+
+@jobs.register("instability")
+@gin.configurable("instability", denylist=["model_dir", "strategy"])
+def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3,
+                init_seed=0, reset_schedule=False, every_epoch=False, mask_file=None):
+  """Trains the parents and copies of an instability analysis (Algorithm 1).
+
+  Args:
+    rewind_steps: the grid of k, as ints or '500it' / '2ep'.
+    num_inits, num_pairs: samples per k: init seeds init_seed, init_seed + 1, ..., and pairs
+      of copies per init (the paper: 3 x 3).
+    reset_schedule: False, True (copies train T steps, schedule restarted at k; Figure 4),
+      or 'both'.
+    every_epoch: keep each copy's checkpoint every epoch, for instability throughout training
+      (Appendix C).
+    mask_file: an .npz of {layer name: 0/1 mask} applied to W_k before the copies start.
+  """
+  data = data_base.get_dataset()
+  hparams = runner.TrainingHParams()
+  schedule = runner.Schedule.resolve(hparams, data.num_train)
+  steps = [schedules.parse_steps(k, schedule.steps_per_epoch) for k in rewind_steps]
+  masks, digest = load_masks(mask_file) if mask_file else (None, None)
+  manifest = plan(rundirs.training_fingerprint(), steps, schedule.total,
+                  schedule.steps_per_epoch, num_inits, num_pairs, init_seed, reset_schedule,
+                  every_epoch, digest)
+  chief = distribute.is_chief(strategy)
+  if chief:
+    rundirs.write_json_atomic(os.path.join(model_dir, MANIFEST), manifest)
+    rundirs.write_text_atomic(os.path.join(model_dir, config.OPERATIVE_CONFIG),
+                              config.operative_config())
+  started = time.time()
+  common = dict(strategy=strategy, data=data, hparams=hparams)
+  copies_done, num_copies = 0, 2 * len(manifest["pairs"])
+  for parent in manifest["parents"].values():
+    _train_run(os.path.join(model_dir, parent["run"]),
+               f"parent init {parent['init_seed']} to step {parent['end_step']}",
+               init_seed=parent["init_seed"], end_step=parent["end_step"],
+               keep_steps=manifest["rewind_steps"], **common)
+    for pair in manifest["pairs"]:
+      if pair["parent"] != parent["run"]:
+        continue
+      k = pair["rewind_step"]
+      w_k = os.path.join(model_dir, parent["run"], "checkpoints", f"ckpt-{k}")
+      reset = pair["variant"] == "reset"
+      for c, (run, seeds) in enumerate(zip(pair["copies"], pair["seeds"])):
+        copies_done += 1
+        _train_run(
+            os.path.join(model_dir, run),
+            f"[{copies_done}/{num_copies}] copy {c + 1} of {pair['id']}",
+            init_seed=parent["init_seed"], start_from=w_k, start_step=k,
+            end_step=pair["end_step"], schedule_offset=k if reset else 0, masks=masks,
+            keep_steps=(epoch_steps(k, pair["end_step"], schedule.steps_per_epoch)
+                        if every_epoch else ()), **seeds, **common)
+  elapsed = time.time() - started
+  print(f"Instability runs done in {elapsed:.0f} s: {len(manifest['parents'])} parent(s), "
+        f"{num_copies} copies. Next: --job=evaluate, then --job=report.", flush=True)
+  return {"manifest": os.path.join(model_dir, MANIFEST), "pairs": len(manifest["pairs"]),
+          "wall_time_s": round(elapsed, 1)}
