@@ -65,6 +65,8 @@ class Sweeper:
       saved = rundirs.read_json(path)
       if saved.get("alphas") == alphas:
         done = saved["points"]
+        print(f"{os.path.basename(os.path.dirname(path))}: {len(done)}/{len(alphas)} alpha "
+              "points already measured", flush=True)
     for i, alpha in enumerate(alphas):
       if str(i) in done:
         continue
@@ -85,14 +87,14 @@ def _final_checkpoint(model_dir, run, step):
 
 
 def _curve_png(alphas, metrics, title):
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  from matplotlib import pyplot as plt  # pylint: disable=g-import-not-at-top
-  fig, ax = plt.subplots(figsize=(5, 3.5))
+  """One pair's error along the path, for TensorBoard's image tab."""
+  from matplotlib import figure  # pylint: disable=g-import-not-at-top  (slow import)
+  fig = figure.Figure(figsize=(5, 3.5))
+  ax = fig.subplots()
   colors = {"train": "tab:purple", "test": "tab:red"}
   for split, m in metrics.items():
-    ax.plot(alphas, m["errors"], color=colors.get(split), label=f"{split} "
-            f"(instability {m['instability']:.2f} pp)")
+    ax.plot(alphas, m["errors"], color=colors.get(split),
+            label=f"{split} (instability {m['instability']:.2f} pp)")
   ax.set_xlabel("interpolation α")
   ax.set_ylabel("error (%)")
   ax.set_title(title, fontsize=9)
@@ -100,7 +102,6 @@ def _curve_png(alphas, metrics, title):
   fig.tight_layout()
   buf = io.BytesIO()
   fig.savefig(buf, format="png", dpi=100)
-  plt.close(fig)
   return buf.getvalue()
 
 

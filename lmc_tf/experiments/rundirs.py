@@ -8,15 +8,19 @@ import uuid
 import tensorflow as tf
 
 
-def write_text_atomic(path, text):
+def write_bytes_atomic(path, data):
   """Writes to a temp file beside `path`, then renames it over `path`."""
   directory = os.path.dirname(path)
   if directory:
     tf.io.gfile.makedirs(directory)
   tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
-  with tf.io.gfile.GFile(tmp, "w") as f:
-    f.write(text)
+  with tf.io.gfile.GFile(tmp, "wb") as f:
+    f.write(data)
   tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_text_atomic(path, text):
+  write_bytes_atomic(path, text.encode("utf-8"))
 
 
 def write_json_atomic(path, value):

@@ -1,0 +1,130 @@
+"""The `report` job: instability figures and tables from an experiment's results, no retraining.
+
+Reads DIR/instability.json (the manifest the `instability` job writes) and each
+DIR/pairs/<id>/metrics.json the evaluator has finished, and writes DIR/report/: Figures 2, 3 and 4
+and Appendix C of the LMC paper as PNG, and the instability table as Markdown and CSV. A
+partially evaluated experiment reports on the pairs that are done, and says how many those are.
+"""
+
+import io
+import os
+
+import gin
+import tensorflow as tf
+
+from lmc_tf.experiments import instability
+from lmc_tf.experiments import jobs
+from lmc_tf.experiments import rundirs
+from lmc_tf.reporting import figures
+from lmc_tf.reporting import tables
+
+PAIRS_DIR = "pairs"
+METRICS = "metrics.json"
+REPORT_DIR = "report"
+DPI = 120
+
+
+def png_bytes(fig):
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=DPI)
+  return buffer.getvalue()
+
+
+def load_manifest(model_dir):
+  path = os.path.join(model_dir, instability.MANIFEST)
+  if not tf.io.gfile.exists(path):
+    raise FileNotFoundError(
+        f"{path} not found: {model_dir} is not an instability experiment yet. Run the "
+        f"instability job first (--job=instability), then --job=evaluate, then --job=report.")
+  return rundirs.read_json(path)
+
+
+def load_metrics(model_dir, manifest):
+  """The metrics of every pair in the manifest that the evaluator has finished, in its order."""
+  finished = []
+  for pair in manifest.get("pairs", []):
+    # The evaluator writes metrics.json atomically, so one that exists is whole.
+    path = os.path.join(model_dir, PAIRS_DIR, pair["id"], METRICS)
+    if tf.io.gfile.exists(path):
+      finished.append(rundirs.read_json(path))
+  return finished
+
+
+def summary_lines(agg, used, total, title):
+  """The plain-text summary the job prints: mean ± sd instability and stability per k."""
+  lines = [f"Instability of {title}: {used} of {total} pairs evaluated"]
+  for variant, by_split in agg.items():
+    for split, by_step in by_split.items():
+      lines.append(f"  {variant} / {split}:")
+      for step, stats in by_step.items():
+        lines.append(f"    k = {step:>6}: {stats['instability_mean']:6.2f} ± "
+                     f"{stats['instability_sd']:5.2f} pp  (n = {stats['samples']})  "
+                     f"stable: {'yes' if stats['stable'] else 'no'}")
+  return lines
+
+
+def markdown_report(agg, used, total, title):
+  return (f"# Instability: {title}\n\n"
+          f"{used} of {total} pairs evaluated. Instability is the error barrier in percentage "
+          f"points; stable means instability_mean < {tables.STABLE_THRESHOLD_PP:g} pp.\n\n"
+          + tables.to_markdown(agg))
+
+
+@jobs.register("report")
+@gin.configurable("report", denylist=["model_dir", "strategy"])
+def report(model_dir, strategy, title=None):
+  """Writes the instability figures and table for the experiment in `model_dir`.
+
+  Args:
+    model_dir: the instability experiment's directory (holding instability.json).
+    strategy: unused; every job takes one.
+    title: the network / experiment named in the figure titles; the directory's name if None.
+
+  Returns:
+    {"files": the paths written, "table": `tables.aggregate` of the finished pairs}.
+
+  Raises:
+    FileNotFoundError: if the manifest is missing (the instability job has not run).
+    ValueError: if the evaluator has not finished any pair yet.
+  """
+  del strategy
+  manifest = load_manifest(model_dir)
+  total = len(manifest.get("pairs", []))
+  metrics_list = load_metrics(model_dir, manifest)
+  if not metrics_list:
+    raise ValueError(f"The evaluator has not finished any of the {total} pairs in {model_dir} "
+                     f"(no {PAIRS_DIR}/<id>/{METRICS} yet): run --job=evaluate first.")
+  title = title or os.path.basename(os.path.normpath(model_dir))
+  used = len(metrics_list)
+  agg = tables.aggregate(metrics_list)
+  if not agg:
+    raise ValueError(f"The {used} finished pairs in {model_dir} hold no split with an "
+                     f"instability: was the evaluator told to skip both train and test?")
+  # Figures 2 and 3 show the paper's main experiment; with only the reset variant, show that.
+  main_variant = "standard" if "standard" in agg else next(iter(agg))
+  pictures = {}
+  if main_variant in tables.interpolation_curves(metrics_list):
+    pictures["figure2_interpolation.png"] = figures.figure2_interpolation(
+        metrics_list, main_variant, title)
+  pictures["figure3_instability.png"] = figures.figure3_instability(agg, main_variant, title)
+  if agg.get("standard") and agg.get("reset"):
+    pictures["figure4_reset.png"] = figures.figure4_reset(agg, title)
+  if tables.per_epoch_curves(metrics_list):
+    pictures["appendix_c_per_epoch.png"] = figures.appendix_c_per_epoch(metrics_list, title)
+
+  out_dir = os.path.join(model_dir, REPORT_DIR)
+  files = []
+  for name, fig in pictures.items():
+    path = os.path.join(out_dir, name)
+    rundirs.write_bytes_atomic(path, png_bytes(fig))
+    files.append(path)
+  path = os.path.join(out_dir, "instability.md")
+  rundirs.write_text_atomic(path, markdown_report(agg, used, total, title))
+  files.append(path)
+  path = os.path.join(out_dir, "instability.csv")
+  rundirs.write_text_atomic(path, tables.to_csv(agg))
+  files.append(path)
+
+  print("\n".join(summary_lines(agg, used, total, title)), flush=True)
+  print("Wrote:\n" + "\n".join(f"  {f}" for f in files), flush=True)
+  return {"files": files, "table": agg}

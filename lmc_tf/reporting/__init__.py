@@ -1,0 +1,1 @@
+"""Results → tables and figures, as pure functions; the `report` job writes them."""

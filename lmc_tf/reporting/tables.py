@@ -1,0 +1,192 @@
+"""Instability statistics over the evaluated pairs, and the table the report writes.
+
+Every function takes the evaluator's per-pair `metrics.json` dicts (or what `aggregate` makes of
+them) and returns values; nothing here reads or writes files.
+"""
+
+import csv
+import io
+
+import numpy as np
+
+from lmc_tf.evaluation import barrier
+
+STABLE_THRESHOLD_PP = barrier.STABLE_BELOW  # stable: mean instability under 2 pp (Section 2)
+
+# Rows read train before test, as in the paper's figures; a new split sorts after these.
+SPLIT_ORDER = ("train", "test")
+
+COLUMNS = ("variant", "split", "rewind_step", "samples", "instability_mean", "instability_sd",
+           "instability_median", "loss_barrier_mean", "endpoint_error_mean", "stable")
+
+
+def _sd(values):
+  """Sample standard deviation (ddof=1), 0 for one sample rather than NaN."""
+  return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
+
+
+def _mean_of(results, key):
+  values = [r[key] for r in results if r.get(key) is not None]
+  return float(np.mean(values)) if values else float("nan")
+
+
+def is_stable(instability_mean):
+  return bool(instability_mean < STABLE_THRESHOLD_PP)
+
+
+def variant_order(variants):
+  """'standard' first (the paper's main experiment), then the others alphabetically."""
+  return sorted(variants, key=lambda v: (v != "standard", v))
+
+
+def split_order(splits):
+  return sorted(splits, key=lambda s: (SPLIT_ORDER.index(s) if s in SPLIT_ORDER
+                                       else len(SPLIT_ORDER), s))
+
+
+def _group(metrics_list):
+  """{variant: {split: {rewind_step: [metrics[split], ...]}}} over the splits each pair has."""
+  groups = {}
+  for metrics in metrics_list:
+    for split, result in metrics.items():
+      # A split is a dict with an instability; `distances` and `per_epoch` are not splits.
+      if not isinstance(result, dict) or "instability" not in result:
+        continue
+      by_step = groups.setdefault(metrics["variant"], {}).setdefault(split, {})
+      by_step.setdefault(int(metrics["rewind_step"]), []).append((metrics, result))
+  return groups
+
+
+def aggregate(metrics_list):
+  """Instability statistics per variant, split and rewind step.
+
+  Args:
+    metrics_list: the evaluator's per-pair metrics dicts; a pair may lack a split.
+
+  Returns:
+    {variant: {split: {rewind_step: stats}}}, ordered (standard first, train before test, k
+    ascending), where stats holds instability_mean, instability_sd (ddof=1), instability_median,
+    loss_barrier_mean, endpoint_error_mean, stable (instability_mean < 2 pp) and samples.
+  """
+  groups = _group(metrics_list)
+  agg = {}
+  for variant in variant_order(groups):
+    for split in split_order(groups[variant]):
+      by_step = groups[variant][split]
+      for step in sorted(by_step):
+        results = [result for _, result in by_step[step]]
+        instabilities = [float(r["instability"]) for r in results]
+        mean = float(np.mean(instabilities))
+        agg.setdefault(variant, {}).setdefault(split, {})[step] = {
+            "instability_mean": mean,
+            "instability_sd": _sd(instabilities),
+            "instability_median": float(np.median(instabilities)),
+            "loss_barrier_mean": _mean_of(results, "loss_barrier"),
+            "endpoint_error_mean": _mean_of(results, "endpoint_error_mean"),
+            "stable": is_stable(mean),
+            "samples": len(instabilities),
+        }
+  return agg
+
+
+def rows(agg):
+  """`aggregate`'s nesting flattened to one dict per (variant, split, rewind_step), in order."""
+  return [dict(variant=variant, split=split, rewind_step=step, **stats)
+          for variant, by_split in agg.items()
+          for split, by_step in by_split.items()
+          for step, stats in by_step.items()]
+
+
+def _cell(value, stable_words):
+  if isinstance(value, bool):
+    return stable_words[0] if value else stable_words[1]
+  if isinstance(value, float):
+    return f"{value:.2f}"
+  return str(value)
+
+
+_ALIGN = {"variant": "---", "split": "---", "stable": ":---:"}
+
+
+def to_markdown(agg):
+  """The aggregate as a Markdown table, numbers to 2 decimals, stable as yes/no."""
+  lines = ["| " + " | ".join(COLUMNS) + " |",
+           "|" + "|".join(_ALIGN.get(c, "---:") for c in COLUMNS) + "|"]
+  for row in rows(agg):
+    lines.append("| " + " | ".join(_cell(row[c], ("yes", "no")) for c in COLUMNS) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def to_csv(agg):
+  """The aggregate as CSV with a header row, numbers to 2 decimals, stable as true/false."""
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(COLUMNS)
+  for row in rows(agg):
+    writer.writerow([_cell(row[c], ("true", "false")) for c in COLUMNS])
+  return out.getvalue()
+
+
+def interpolation_curves(metrics_list):
+  """Error along the linear path, mean and sd over pairs (Figure 2).
+
+  Returns:
+    {variant: {split: {rewind_step: {"alphas", "error_mean", "error_sd", "samples"}}}}.
+
+  Raises:
+    ValueError: if pairs of one group were evaluated at different α (the manifest fixes them,
+      so this means results from two experiments were mixed).
+  """
+  curves = {}
+  groups = _group(metrics_list)
+  for variant in variant_order(groups):
+    for split in split_order(groups[variant]):
+      for step, members in sorted(groups[variant][split].items()):
+        members = [(m, r) for m, r in members if r.get("errors")]
+        if not members:
+          continue
+        alphas = np.asarray(members[0][0]["alphas"], dtype=float)
+        for metrics, _ in members:
+          if len(metrics["alphas"]) != len(alphas) or not np.allclose(metrics["alphas"], alphas):
+            raise ValueError(f"pair {metrics.get('id')!r} was interpolated at other alphas than "
+                             f"pair {members[0][0].get('id')!r}; are two experiments mixed?")
+        errors = np.asarray([r["errors"] for _, r in members], dtype=float)
+        curves.setdefault(variant, {}).setdefault(split, {})[step] = {
+            "alphas": alphas.tolist(),
+            "error_mean": errors.mean(axis=0).tolist(),
+            "error_sd": (errors.std(axis=0, ddof=1) if len(errors) > 1
+                         else np.zeros(len(alphas))).tolist(),
+            "samples": len(errors),
+        }
+  return curves
+
+
+def per_epoch_curves(metrics_list):
+  """Instability of the copies at the end of each epoch, mean and sd over pairs (Appendix C).
+
+  Returns:
+    {variant: {split: {rewind_step: {"epochs", "instability_mean", "instability_sd",
+    "samples"}}}}, empty when no pair has `per_epoch` results. A pair still being evaluated
+    may cover fewer epochs, so `samples` is a list, one count per epoch.
+  """
+  collected = {}
+  for metrics in metrics_list:
+    for entry in metrics.get("per_epoch") or ():
+      for split, result in entry.items():
+        if not isinstance(result, dict) or result.get("instability") is None:
+          continue
+        by_epoch = (collected.setdefault(metrics["variant"], {}).setdefault(split, {})
+                    .setdefault(int(metrics["rewind_step"]), {}))
+        by_epoch.setdefault(int(entry["epoch"]), []).append(float(result["instability"]))
+  curves = {}
+  for variant in variant_order(collected):
+    for split in split_order(collected[variant]):
+      for step, by_epoch in sorted(collected[variant][split].items()):
+        epochs = sorted(by_epoch)
+        curves.setdefault(variant, {}).setdefault(split, {})[step] = {
+            "epochs": epochs,
+            "instability_mean": [float(np.mean(by_epoch[e])) for e in epochs],
+            "instability_sd": [_sd(by_epoch[e]) for e in epochs],
+            "samples": [len(by_epoch[e]) for e in epochs],
+        }
+  return curves
