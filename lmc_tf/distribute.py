@@ -80,3 +80,12 @@ def worker_id(strategy):
   if resolver is None or not resolver.task_type:
     return 0
   return resolver.task_id
+
+
+def num_workers(strategy):
+  """Hosts taking part: 1 unless the strategy spans a cluster."""
+  resolver = getattr(strategy, "cluster_resolver", None)
+  if resolver is None or not resolver.task_type:
+    return 1
+  spec = resolver.cluster_spec().as_dict()
+  return sum(len(spec.get(kind, ())) for kind in ("chief", "worker"))

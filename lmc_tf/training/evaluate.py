@@ -3,6 +3,7 @@
 import numpy as np
 import tensorflow as tf
 
+from lmc_tf import distribute
 from lmc_tf.data import pipeline
 
 
@@ -47,7 +48,12 @@ class SplitEvaluator:
 
   def _gathered_step(self, batch):
     per_replica = self._strategy.run(self._per_example, args=batch)
-    # gather orders by replica, and replica r holds slice r of the global batch.
+    # Replica r holds slice r of the global batch, so replica order is example order. On one
+    # host the local results are all replicas and need no collective op; across hosts,
+    # gather collects them from every worker.
+    if distribute.num_workers(self._strategy) == 1:
+      return [tf.concat(self._strategy.experimental_local_results(t), axis=0)
+              for t in per_replica]
     return [self._strategy.gather(t, axis=0) for t in per_replica]
 
   def per_example(self):
