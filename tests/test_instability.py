@@ -19,6 +19,7 @@ from lmc_tf.evaluation import interpolate
 from lmc_tf.experiments import instability
 from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
+from lmc_tf.models import layers
 from lmc_tf.models import registry
 from tests.conftest import PYTHON, REPO, python_env
 
@@ -299,3 +300,31 @@ def test_evaluator_killed_mid_sweep_resumes_without_redoing_points(experiment, t
     assert got["test"] == want["test"] and got["train"] == want["train"]
   resumed = json.loads(first.read_text())["points"]
   assert all(resumed[i] == measured[i] for i in measured)
+
+
+def test_a_mask_that_does_not_fit_is_refused_before_training(tmp_path):
+  np.savez(tmp_path / "mask.npz", dense_0=np.ones((3, 3)))
+  with pytest.raises(ValueError, match="does not fit layer 'dense_0'"):
+    _run(tmp_path / "exp", "instability", f"instability.mask_file = '{tmp_path}/mask.npz'")
+  assert not (tmp_path / "exp" / "runs").exists()
+
+
+def test_a_mask_is_applied_to_w_k_before_the_copies_start(tmp_path):
+  _parse()
+  data = data_base.get_dataset()
+  model = registry.build_model(input_shape=data.image_shape, num_classes=data.num_classes)
+  rng = np.random.default_rng(0)
+  masks = {l.name: (rng.random(l.kernel.shape) < 0.5).astype(np.float32)
+           for l in layers.masked_layers(model)}
+  np.savez(tmp_path / "mask.npz", **masks)
+  exp = tmp_path / "exp"
+  _run(exp, "instability", f"instability.mask_file = '{tmp_path}/mask.npz'",
+       "instability.rewind_steps = [20]")
+  manifest = rundirs.read_json(exp / "instability.json")
+  assert manifest["mask"]
+  for run in manifest["pairs"][0]["copies"]:
+    for step in (20, 60):
+      interpolate.read_variables(model, str(exp / run / "checkpoints" / f"ckpt-{step}"))
+      for layer in layers.masked_layers(model):
+        np.testing.assert_array_equal(layer.mask.numpy(), masks[layer.name])
+        assert not np.any(layer.kernel.numpy()[masks[layer.name] == 0])

@@ -26,6 +26,8 @@ from lmc_tf import distribute
 from lmc_tf.data import base as data_base
 from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
+from lmc_tf.models import layers
+from lmc_tf.models import registry
 from lmc_tf.training import runner
 from lmc_tf.training import schedules
 
@@ -143,6 +145,10 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   schedule = runner.Schedule.resolve(hparams, data.num_train)
   steps = [schedules.parse_steps(k, schedule.steps_per_epoch) for k in rewind_steps]
   masks, digest = load_masks(mask_file) if mask_file else (None, None)
+  if masks is not None:
+    # A mask that does not fit the model is an error now, not after the parents trained.
+    layers.set_masks(registry.build_model(input_shape=data.image_shape,
+                                          num_classes=data.num_classes), masks)
   manifest = plan(rundirs.training_fingerprint(), steps, schedule.total,
                   schedule.steps_per_epoch, num_inits, num_pairs, init_seed, reset_schedule,
                   every_epoch, digest)

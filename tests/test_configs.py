@@ -1,0 +1,30 @@
+"""Every gin config of the repo parses, names only known configurables, and picks a job."""
+
+import glob
+import os
+
+import gin
+import pytest
+
+from lmc_tf import config
+from lmc_tf.experiments import jobs
+from tests.conftest import REPO
+
+CONFIGS = sorted(glob.glob(os.path.join(REPO, "gin_configs", "**", "*.gin"), recursive=True))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
+def test_config_parses_and_names_a_job(path):
+  config.parse([path])
+  assert gin.query_parameter("experiment.job") in jobs.job_names()
+
+
+def test_paper_instability_config_follows_the_paper():
+  config.parse([os.path.join(REPO, "gin_configs", "lenet_mnist_instability.gin")])
+  assert gin.query_parameter("training.steps") == "24000it"
+  assert gin.query_parameter("training.batch_size") == 60
+  assert gin.query_parameter("optimizer.learning_rate") == pytest.approx(1.2e-3)
+  assert list(gin.query_parameter("instability.rewind_steps")) == [0, 25, 100, 500, 2000]
+  assert gin.query_parameter("instability.num_inits") == 3
+  assert gin.query_parameter("instability.num_pairs") == 3
+  assert gin.query_parameter("evaluate.num_alphas") == 30
