@@ -8,16 +8,22 @@ from lmc_tf.models import registry
 from lmc_tf.training import evaluate
 
 
-@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
-def test_split_evaluator_is_exact_on_a_padded_split(bind, strategy_name):
+def _evaluator(bind, strategy_name, num_examples):
+  """A LeNet and its test-split evaluator (batch 64, so the last batch is padded)."""
   bind(f"strategy.name = '{strategy_name}'", "strategy.num_cpu_devices = 2",
-       "dataset.max_test_examples = 301")
+       f"dataset.max_test_examples = {num_examples}")
   strategy = distribute.get_strategy()
   data = base.get_dataset()
   with strategy.scope():
     model = registry.build_model(init_seed=4, input_shape=data.image_shape,
                                  num_classes=data.num_classes)
-  result = evaluate.SplitEvaluator(strategy, model, data, "test", batch_size=64)()
+  return model, data, evaluate.SplitEvaluator(strategy, model, data, "test", batch_size=64)
+
+
+@pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
+def test_split_evaluator_is_exact_on_a_padded_split(bind, strategy_name):
+  model, data, evaluator = _evaluator(bind, strategy_name, 301)
+  result = evaluator()
 
   x = (data.x_test.astype(np.float32) / 255.0 - data.mean) / data.std
   logits = model(tf.constant(x), training=False).numpy().astype(np.float64)
@@ -34,14 +40,7 @@ def test_split_evaluator_is_exact_on_a_padded_split(bind, strategy_name):
 
 @pytest.mark.parametrize("strategy_name", ["default", "mirrored"])
 def test_per_example_outputs_follow_the_split_order(bind, strategy_name):
-  bind(f"strategy.name = '{strategy_name}'", "strategy.num_cpu_devices = 2",
-       "dataset.max_test_examples = 130")
-  strategy = distribute.get_strategy()
-  data = base.get_dataset()
-  with strategy.scope():
-    model = registry.build_model(init_seed=2, input_shape=data.image_shape,
-                                 num_classes=data.num_classes)
-  evaluator = evaluate.SplitEvaluator(strategy, model, data, "test", batch_size=64)
+  model, data, evaluator = _evaluator(bind, strategy_name, 130)
   losses, predictions = evaluator.per_example()
   x = (data.x_test.astype(np.float32) / 255.0 - data.mean) / data.std
   logits = model(tf.constant(x), training=False).numpy()
