@@ -217,6 +217,16 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=("train", "test"),
     poll_s: with watch, seconds between looks at the run directories.
   """
   manifest_path = os.path.join(model_dir, instability.MANIFEST)
+  if not tf.io.gfile.exists(manifest_path) and tf.io.gfile.exists(
+      os.path.join(model_dir, "imp.json")):
+    # An IMP experiment: evaluate the instability experiment of each subnetwork.
+    from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top
+    names = imp.sub_experiments(model_dir)
+    if not names:
+      raise FileNotFoundError(f"{model_dir} is an IMP experiment without instability "
+                              "experiments: set imp.instability_levels")
+    return {name: evaluate(os.path.join(model_dir, "instability", name), strategy)
+            for name in names}
   deadline = time.time() + timeout_s
   while not tf.io.gfile.exists(manifest_path):
     if not watch or time.time() > deadline:

@@ -108,7 +108,7 @@ def epoch_steps(start, end, steps_per_epoch):
   return [s for s in range(start + 1, end + 1) if s % steps_per_epoch == 0]
 
 
-def _train_run(run_dir, label, **trainer_kwargs):
+def train_run(run_dir, label, **trainer_kwargs):
   """Trains one run unless it is finished; writes its summary.json at the end."""
   if rundirs.is_finished(run_dir):
     print(f"{label}: finished already ({run_dir})", flush=True)
@@ -161,7 +161,7 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   common = dict(strategy=strategy, data=data, hparams=hparams)
   copies_done, num_copies = 0, 2 * len(manifest["pairs"])
   for parent in manifest["parents"].values():
-    _train_run(os.path.join(model_dir, parent["run"]),
+    train_run(os.path.join(model_dir, parent["run"]),
                f"parent init {parent['init_seed']} to step {parent['end_step']}",
                init_seed=parent["init_seed"], end_step=parent["end_step"],
                keep_steps=manifest["rewind_steps"], **common)
@@ -173,7 +173,7 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
       reset = pair["variant"] == "reset"
       for c, (run, seeds) in enumerate(zip(pair["copies"], pair["seeds"])):
         copies_done += 1
-        _train_run(
+        train_run(
             os.path.join(model_dir, run),
             f"[{copies_done}/{num_copies}] copy {c + 1} of {pair['id']}",
             init_seed=parent["init_seed"], start_from=w_k, start_step=k,

@@ -26,6 +26,7 @@ def job_names():
 def _import_jobs():
   # pylint: disable=g-import-not-at-top,unused-import
   from lmc_tf.evaluation import evaluator  # noqa: F401
+  from lmc_tf.experiments import imp  # noqa: F401
   from lmc_tf.experiments import instability  # noqa: F401
   from lmc_tf.experiments import report  # noqa: F401
   from lmc_tf.experiments import train  # noqa: F401
@@ -36,7 +37,7 @@ def run(model_dir, job_override=None, job="train", deterministic=True):
   """Runs the job that gin names (or `job_override`, from --job) in `model_dir`.
 
   Args:
-    job: 'train', 'instability', 'evaluate' or 'report'.
+    job: 'train', 'instability', 'imp', 'evaluate' or 'report'.
     deterministic: enable TF op determinism, so equal seeds give bit-identical weights.
   """
   _import_jobs()

@@ -21,6 +21,7 @@ from lmc_tf.reporting import tables
 PAIRS_DIR = "pairs"
 METRICS = "metrics.json"
 REPORT_DIR = "report"
+IMP_RECORD = "imp.json"
 DPI = 120
 
 
@@ -87,6 +88,8 @@ def report(model_dir, strategy, title=None):
     FileNotFoundError: if the manifest is missing (the instability job has not run).
     ValueError: if the evaluator has not finished any pair yet.
   """
+  if tf.io.gfile.exists(os.path.join(model_dir, IMP_RECORD)):
+    return imp_report(model_dir, strategy, title)
   del strategy
   manifest = load_manifest(model_dir)
   total = len(manifest.get("pairs", []))
@@ -128,3 +131,35 @@ def report(model_dir, strategy, title=None):
   print("\n".join(summary_lines(agg, used, total, title)), flush=True)
   print("Wrote:\n" + "\n".join(f"  {f}" for f in files), flush=True)
   return {"files": files, "table": agg}
+
+
+def imp_report(model_dir, strategy, title=None):
+  """An IMP experiment: Table 2 and accuracy vs density, plus the instability report of each
+  subnetwork experiment the evaluator has finished (DIR/instability/*)."""
+  from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top  (imports us)
+  title = title or os.path.basename(os.path.normpath(model_dir))
+  files = []
+  for name in imp.sub_experiments(model_dir):
+    try:
+      result = report(os.path.join(model_dir, "instability", name), strategy,
+                      title=f"{title}: {name}")
+    except ValueError as e:
+      print(f"{name}: no instability report yet ({e})", flush=True)
+      continue
+    files += result["files"]
+  summary = imp.summarize(model_dir, rundirs.read_json(os.path.join(model_dir, IMP_RECORD)))
+  rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
+  out_dir = os.path.join(model_dir, REPORT_DIR)
+  outputs = {"imp_levels.md": tables.imp_markdown(summary),
+             "imp_levels.csv": tables.imp_csv(summary)}
+  for name, text in outputs.items():
+    rundirs.write_text_atomic(os.path.join(out_dir, name), text)
+    files.append(os.path.join(out_dir, name))
+  path = os.path.join(out_dir, "accuracy_vs_density.png")
+  rundirs.write_bytes_atomic(path, png_bytes(figures.accuracy_vs_density(summary, title)))
+  files.append(path)
+  print(f"Table 2 row, {title}:", flush=True)
+  for line in imp.table_lines(summary):
+    print("  " + line, flush=True)
+  print("Wrote:\n" + "\n".join(f"  {f}" for f in files), flush=True)
+  return {"files": files, "summary": summary}

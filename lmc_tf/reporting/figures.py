@@ -274,3 +274,34 @@ def appendix_c_per_epoch(metrics_list, title=None):
   fig.suptitle(_heading(title, "instability throughout training (mean over pairs)",
                         _samples_text(counts)))
   return fig
+
+
+def accuracy_vs_density(summary, title=None):
+  """Test accuracy of IMP and its baselines against density (log x, sparser to the right),
+  with the full network and the matching margin (full - 0.2 pp) as lines."""
+  fig = Figure(figsize=(6.5, 4.2))
+  ax = fig.subplots()
+  levels = summary["levels"]
+  density = [100 * l["density"] for l in levels]
+  colors = {"imp": "tab:blue", "random_pruning": "tab:orange", "random_reinit": "tab:green",
+            "snip": "tab:purple"}
+  for variant, name in tables.IMP_VARIANTS:
+    points = [(d, l["test_accuracy"][variant]) for d, l in zip(density, levels)
+              if variant in l["test_accuracy"]]
+    if points:
+      ax.plot(*zip(*points), marker="o", markersize=3, color=colors[variant], label=name)
+  full = summary["full_network_accuracy"]
+  if full is not None:
+    ax.axhline(full, color="0.3", linewidth=1, label=f"full network ({full:.2f}%)")
+    ax.axhline(full - 0.2, color="0.3", linewidth=1, linestyle="--",
+               label="matching: full − 0.2 pp")
+  ax.set_xscale("log")
+  ax.invert_xaxis()
+  ax.set_xlabel("weights remaining (%)")
+  ax.set_ylabel("test accuracy (%)")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(f"{title or 'IMP'}: accuracy vs density (k = {summary['rewind_step']})",
+               fontsize=10)
+  fig.tight_layout()
+  return fig

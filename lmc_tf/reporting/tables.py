@@ -190,3 +190,56 @@ def per_epoch_curves(metrics_list):
             "samples": [len(by_epoch[e]) for e in epochs],
         }
   return curves
+
+
+IMP_VARIANTS = (("imp", "IMP"), ("random_pruning", "Rand Prune"),
+                ("random_reinit", "Rand Reinit"), ("snip", "SNIP"))
+
+
+def imp_rows(summary):
+  """One row per IMP level: density, test accuracy of IMP and each baseline, Δ IMP (vs the
+  full network), matching (accuracy >= full - 0.2 pp), and test instability where measured."""
+  full = summary["full_network_accuracy"]
+  out = []
+  for level in summary["levels"]:
+    acc = level["test_accuracy"]
+    row = {"level": level["level"], "density_percent": 100 * level["density"],
+           "full": full}
+    for variant, _ in IMP_VARIANTS:
+      row[variant] = acc.get(variant)
+    row["delta_imp"] = acc["imp"] - full if full is not None else None
+    row["matching"] = bool(full is not None and acc["imp"] >= full - 0.2)
+    for variant, by_k in level.get("instability", {}).items():
+      for k, value in by_k.items():
+        row[f"instability_{variant}_k{k}"] = value
+    out.append(row)
+  return out
+
+
+def _imp_columns(rows_):
+  base = ["level", "density_percent", "full"] + [v for v, _ in IMP_VARIANTS] + [
+      "delta_imp", "matching"]
+  extra = sorted({c for r in rows_ for c in r} - set(base))
+  return base + extra
+
+
+def imp_markdown(summary):
+  rows_ = imp_rows(summary)
+  columns = _imp_columns(rows_)
+  lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---:" for _ in columns) + "|"]
+  for row in rows_:
+    lines.append("| " + " | ".join("" if row.get(c) is None else _cell(row[c], ("Y", "N"))
+                                   for c in columns) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def imp_csv(summary):
+  rows_ = imp_rows(summary)
+  columns = _imp_columns(rows_)
+  out = io.StringIO()
+  writer = csv.writer(out, lineterminator="\n")
+  writer.writerow(columns)
+  for row in rows_:
+    writer.writerow(["" if row.get(c) is None else _cell(row[c], ("true", "false"))
+                     for c in columns])
+  return out.getvalue()

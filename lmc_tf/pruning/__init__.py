@@ -1,0 +1,1 @@
+"""Masks: global magnitude pruning (IMP), its baselines, and masks on disk."""
