@@ -131,3 +131,6 @@ def test_instability_of_the_last_level_through_evaluate_and_report(tmp_path):
   assert all(k == "0" for v in level["instability"].values() for k in v)
   assert (tmp_path / "report" / "imp_levels.md").exists()
   assert (tmp_path / "report" / "accuracy_vs_density.png").exists()
+  for figure in ("figure5_interpolation", "figure6_instability", "figure7_test_error",
+                 "figure8_train_error"):
+    assert (tmp_path / "report" / f"{figure}_level01.png").read_bytes()[:4] == b"\x89PNG"

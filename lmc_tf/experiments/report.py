@@ -148,6 +148,7 @@ def imp_report(model_dir, strategy, title=None):
       continue
     files += result["files"]
   summary = imp.summarize(model_dir, rundirs.read_json(os.path.join(model_dir, IMP_RECORD)))
+  files += _subnetwork_figures(model_dir, summary, title)
   rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
   out_dir = os.path.join(model_dir, REPORT_DIR)
   outputs = {"imp_levels.md": tables.imp_markdown(summary),
@@ -163,3 +164,43 @@ def imp_report(model_dir, strategy, title=None):
     print("  " + line, flush=True)
   print("Wrote:\n" + "\n".join(f"  {f}" for f in files), flush=True)
   return {"files": files, "summary": summary}
+
+
+def _subnetwork_figures(model_dir, summary, title):
+  """Figures 5 to 8 for each level whose subnetworks had instability experiments."""
+  from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top
+  by_level = {}
+  for name in imp.sub_experiments(model_dir):
+    variant, _, rest = name.partition("-level")
+    sub_dir = os.path.join(model_dir, "instability", name)
+    for metrics in load_metrics(sub_dir, load_manifest(sub_dir)):
+      if metrics["variant"] == "standard":  # the copies trained to T; reset is Figure 4's
+        by_level.setdefault(int(rest[:2]), []).append(dict(metrics, variant=variant))
+  full = summary["levels"][0]["test_accuracy"] if summary["levels"] else {}
+  reference = None
+  if "imp" in full:
+    sd = summary["levels"][0]["test_accuracy_sd"]["imp"]
+    reference = (100.0 - full["imp"], sd)
+  files = []
+  out_dir = os.path.join(model_dir, REPORT_DIR)
+  for level, metrics_list in sorted(by_level.items()):
+    agg = tables.aggregate(metrics_list)
+    density = next(l["density"] for l in summary["levels"] if l["level"] == level)
+    heading = f"{title}: {100 * density:.1f}% of weights remain (level {level})"
+    pictures = {}
+    curves = tables.interpolation_curves(metrics_list)
+    first_k = min(k for v in curves.values() for by_k in v.values() for k in by_k)
+    pictures["figure5_interpolation"] = figures.subnetworks_interpolation(
+        curves, "test", first_k, f"{heading}, k = {first_k}")
+    pictures["figure6_instability"] = figures.subnetworks_vs_k(
+        agg, "test", "instability", "test instability (pp)", heading, stable_line=True)
+    pictures["figure7_test_error"] = figures.subnetworks_vs_k(
+        agg, "test", "endpoint_error", "test error (%)", heading, reference)
+    if any("train" in by_split for by_split in agg.values()):
+      pictures["figure8_train_error"] = figures.subnetworks_vs_k(
+          agg, "train", "endpoint_error", "train error (%)", heading)
+    for name, fig in pictures.items():
+      path = os.path.join(out_dir, f"{name}_level{level:02d}.png")
+      rundirs.write_bytes_atomic(path, png_bytes(fig))
+      files.append(path)
+  return files

@@ -297,6 +297,10 @@ def accuracy_vs_density(summary, title=None):
                label="matching: full − 0.2 pp")
   ax.set_xscale("log")
   ax.invert_xaxis()
+  ticks = density[::max(1, math.ceil(len(density) / 8))]
+  ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+  ax.xaxis.set_minor_locator(ticker.NullLocator())
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
   ax.set_xlabel("weights remaining (%)")
   ax.set_ylabel("test accuracy (%)")
   ax.grid(True, alpha=0.3)
@@ -304,4 +308,67 @@ def accuracy_vs_density(summary, title=None):
   ax.set_title(f"{title or 'IMP'}: accuracy vs density (k = {summary['rewind_step']})",
                fontsize=10)
   fig.tight_layout()
+  return fig
+
+
+SUBNETWORK_COLORS = {"imp": "tab:blue", "random_pruning": "tab:orange",
+                     "random_reinit": "tab:green", "snip": "tab:purple"}
+
+
+def subnetworks_vs_k(agg, split, stat, ylabel, title, reference=None, stable_line=False):
+  """Figures 6, 7 and 8: one line per subnetwork (IMP and baselines) against rewind step k.
+
+  Args:
+    agg: `tables.aggregate` of metrics whose `variant` is the subnetwork's name.
+    split: 'train' or 'test'.
+    stat: 'instability' (Figure 6) or 'endpoint_error' (Figures 7 and 8).
+    reference: (mean, sd) of the full network's error, drawn as a gray band (Figure 7).
+  """
+  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+  ax = fig.subplots()
+  steps = set()
+  for variant in tables.variant_order(agg):
+    by_k = agg[variant].get(split, {})
+    if not by_k:
+      continue
+    ks = sorted(by_k)
+    steps.update(ks)
+    mean = [by_k[k][f"{stat}_mean"] for k in ks]
+    sd = [by_k[k].get(f"{stat}_sd", 0.0) for k in ks]
+    _band(ax, ks, mean, sd, SUBNETWORK_COLORS.get(variant), variant, marker="o")
+  if not steps:
+    raise ValueError(f"no subnetwork has {split} results to draw")
+  if reference is not None:
+    ax.axhspan(reference[0] - reference[1], reference[0] + reference[1], color="0.6",
+               alpha=0.35, label="full network ± sd")
+    ax.axhline(reference[0], color="0.4", linewidth=1)
+  if stable_line:
+    _stable_line(ax)
+  _rewind_axis(ax, sorted(steps))
+  ax.set_ylabel(ylabel)
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=10)
+  return fig
+
+
+def subnetworks_interpolation(curves, split, step, title):
+  """Figure 5: error along the linear path between copies of each subnetwork, at one k."""
+  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+  ax = fig.subplots()
+  drawn = False
+  for variant in tables.variant_order(curves):
+    curve = curves[variant].get(split, {}).get(step)
+    if curve is None:
+      continue
+    _band(ax, curve["alphas"], curve["error_mean"], curve["error_sd"],
+          SUBNETWORK_COLORS.get(variant), f"{variant} (n = {curve['samples']})")
+    drawn = True
+  if not drawn:
+    raise ValueError(f"no subnetwork has {split} interpolation curves at k = {step}")
+  ax.set_xlabel("interpolation α")
+  ax.set_ylabel(f"{split} error (%)")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=10)
   return fig

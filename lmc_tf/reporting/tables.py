@@ -83,6 +83,8 @@ def aggregate(metrics_list):
             "instability_median": float(np.median(instabilities)),
             "loss_barrier_mean": _mean_of(results, "loss_barrier"),
             "endpoint_error_mean": _mean_of(results, "endpoint_error_mean"),
+            "endpoint_error_sd": _sd([r["endpoint_error_mean"] for r in results
+                                      if r.get("endpoint_error_mean") is not None]),
             "stable": is_stable(mean),
             "samples": len(instabilities),
         }
