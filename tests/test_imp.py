@@ -46,7 +46,7 @@ def _model():
 
 def test_pruned_weights_are_zero_and_densities_follow_0_8_to_the_level(experiment):
   record = rundirs.read_json(experiment / "imp.json")
-  levels = record["inits"]["0"]
+  levels = record["inits"]["0"]["0"]
   assert [e["level"] for e in levels] == [0, 1, 2, 3]
   model = _model()
   total = record["prunable_weights"]
@@ -66,7 +66,7 @@ def test_pruned_weights_are_zero_and_densities_follow_0_8_to_the_level(experimen
 
 
 def test_baselines_keep_what_they_should(experiment):
-  level = rundirs.read_json(experiment / "imp.json")["inits"]["0"][2]
+  level = rundirs.read_json(experiment / "imp.json")["inits"]["0"]["0"][2]
   model = _model()
   load = lambda variant: {  # noqa: E731
       k: v for k, v in np.load(experiment / level["mask_files"][variant]).items()}
@@ -112,7 +112,7 @@ def test_rerun_skips_finished_levels(experiment, tmp_path, capsys):
     ("imp.pruning_fraction = -0.2", r"\[0, 1\)"),
     ("imp.density = 1.5", "density"),
     ("imp.layers_to_ignore = ['dense_9']", "does not have"),
-    ("imp.rewind_step = 500", "beyond T"),
+    ("imp.rewind_steps = [0, 500]", "beyond T"),
     ("imp.baselines_to_run = ['lottery']", "unknown"),
 ])
 def test_bad_input_is_refused_before_training(tmp_path, binding, message):
@@ -134,3 +134,18 @@ def test_instability_of_the_last_level_through_evaluate_and_report(tmp_path):
   for figure in ("figure5_interpolation", "figure6_instability", "figure7_test_error",
                  "figure8_train_error"):
     assert (tmp_path / "report" / f"{figure}_level01.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_several_rewind_steps_give_the_extreme_sparsity(tmp_path):
+  summary = _run(tmp_path, None, "imp.levels = 2", "imp.rewind_steps = [0, 20]",
+                 "imp.instability_levels = []", "imp.baselines_to_run = []")
+  for level in summary["levels"]:
+    assert set(level["imp_by_rewind_step"]) == {"0", "20"}
+    assert level["best_rewind_step"] in (0, 20)
+  extreme = summary["extreme_sparsity"]
+  full = summary["full_network_accuracy"]
+  matching = [l for l in summary["levels"]
+              if max(l["imp_by_rewind_step"].values()) >= full - 0.2]
+  assert extreme["density"] == min(l["density"] for l in matching)
+  result = _run(tmp_path, "report", "imp.levels = 2", "imp.rewind_steps = [0, 20]")
+  assert any(f.endswith("accuracy_vs_density.png") for f in result["files"])

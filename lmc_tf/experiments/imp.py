@@ -53,9 +53,9 @@ def _run_spec(fingerprint, variant, init_seed, rewind_step, mask_digest):
 class _Level:
   """Trains subnetworks of one init seed from W_k, each once (hash-named run dirs)."""
 
-  def __init__(self, model_dir, strategy, data, hparams, fingerprint, k, spe):
+  def __init__(self, model_dir, strategy, data, hparams, fingerprint, k, end):
     self.model_dir, self.strategy, self.data, self.hparams = model_dir, strategy, data, hparams
-    self.fingerprint, self.k, self.spe = fingerprint, k, spe
+    self.fingerprint, self.k, self.end = fingerprint, k, end
 
   def parent(self, init_seed):
     spec = {"role": "parent", "train": self.fingerprint, "init_seed": init_seed,
@@ -97,16 +97,67 @@ def _stability_to_pruning(masked_full, masked_sub, masks, model):
   return {"l2": distances.l2(full, masked_sub), "angle_deg": angle, "cosine": cosine}
 
 
+def _levels(trainer, model, seed, levels, keep_at, ignore, baselines_to_run, data, hparams,
+            chief, on_level):
+  """IMP from init `seed` rewinding to trainer.k: trains every level and its baselines.
+
+  `model` is scratch space for reading checkpoints; level 0 is the dense network.
+  """
+  model_dir, k = trainer.model_dir, trainer.k
+  masks = {l.name: np.ones(l.mask.shape, np.float32) for l in layers.masked_layers(model)}
+  per_level, full_masked = [], None
+  mask_dir = os.path.join(model_dir, "masks", f"init{seed}-k{k}")
+  for level in range(levels + 1):
+    if level:
+      kernels, _ = _final_kernels(model, os.path.join(model_dir, per_level[-1]["runs"]["imp"]),
+                                  trainer.end)
+      masks = magnitude.prune(kernels, masks, keep_at(level), ignore)
+    entry = {"level": level, "density": masks_lib.density(masks, ignore), "runs": {},
+             "test_accuracy": {}, "mask_files": {}}
+    variant_masks = {"imp": masks}
+    if level:
+      if "random_pruning" in baselines_to_run:
+        variant_masks["random_pruning"] = baselines.random_pruning(
+            masks, seed * 1000 + level, ignore)
+      if "snip" in baselines_to_run:
+        variant_masks["snip"] = _snip_masks(data, hparams, seed, keep_at(level), ignore)
+    for variant, m in variant_masks.items():
+      path = os.path.join(mask_dir, f"{variant}_level{level:02d}.npz")
+      if chief and not os.path.exists(path):
+        masks_lib.save(path, m)
+        rundirs.write_json_atomic(path[:-4] + ".json", masks_lib.sparsity_report(m, ignore))
+      entry["mask_files"][variant] = os.path.relpath(path, model_dir)
+    to_train = list(variant_masks.items())
+    if level and "random_reinit" in baselines_to_run:
+      to_train.append(("random_reinit", masks))
+    for variant, m in to_train:
+      run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
+      label = (f"init {seed} k {k} level {level}/{levels} ({100 * entry['density']:.1f}%) "
+               f"{variant}")
+      entry["runs"][variant], summary = trainer.train(variant, run_seed, m, label)
+      entry["test_accuracy"][variant] = summary["test_accuracy"]
+    _, sub = _final_kernels(model, os.path.join(model_dir, entry["runs"]["imp"]), trainer.end)
+    if level == 0:
+      full_masked = sub
+    else:
+      entry["stability_to_pruning"] = _stability_to_pruning(full_masked, sub, masks, model)
+    per_level.append(entry)
+    on_level(per_level)
+  return per_level
+
+
 @jobs.register("imp")
 @gin.configurable("imp", denylist=["model_dir", "strategy"])
-def imp(model_dir, strategy, levels=15, rewind_step=0, num_inits=1, init_seed=0,
+def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_seed=0,
         pruning_fraction=0.2, density=None, layers_to_ignore=None, baselines_to_run=BASELINES,
         instability_levels=(), instability_rewind_steps=None, instability_pairs=3):
-  """IMP with rewinding to `rewind_step`, and its baselines at every level.
+  """IMP with rewinding, and its baselines at every level.
 
   Args:
     levels: pruning levels after the full network (iterative: density 0.8^L at level L).
-    rewind_step: k, as an int or '500it' / '2ep'.
+    rewind_steps: the k to rewind to, as ints or '500it' / '2ep'. The first is the main
+      experiment (baselines, instability, Table 2); IMP alone runs at the others, for the
+      extreme sparsity of Appendix A (the best accuracy over k at each density, Figure 10).
     num_inits, init_seed: init seeds init_seed, init_seed + 1, ...
     pruning_fraction: share of the remaining prunable weights removed per level.
     density: if set, prune one shot to this density (levels is then 1).
@@ -114,7 +165,7 @@ def imp(model_dir, strategy, levels=15, rewind_step=0, num_inits=1, init_seed=0,
     baselines_to_run: any of 'random_pruning', 'random_reinit', 'snip'.
     instability_levels: levels whose subnetworks (IMP and every baseline) get an instability
       experiment in DIR/instability/ (train here; then --job=evaluate and --job=report).
-    instability_rewind_steps: the k grid of those experiments (default: [rewind_step]).
+    instability_rewind_steps: the k grid of those experiments (default: the first k).
     instability_pairs: pairs of copies per init in those experiments.
   """
   magnitude.check_fraction(pruning_fraction, "imp.pruning_fraction")
@@ -127,83 +178,56 @@ def imp(model_dir, strategy, levels=15, rewind_step=0, num_inits=1, init_seed=0,
   data = data_base.get_dataset()
   hparams = runner.TrainingHParams()
   schedule = runner.Schedule.resolve(hparams, data.num_train)
-  k = schedules.parse_steps(rewind_step, schedule.steps_per_epoch)
-  if k > schedule.total:
-    raise ValueError(f"imp.rewind_step={rewind_step!r} ({k}) lies beyond T={schedule.total}")
+  ks = [schedules.parse_steps(k, schedule.steps_per_epoch) for k in rewind_steps]
+  late = [k for k in ks if k > schedule.total]
+  if not ks or late:
+    raise ValueError(f"imp.rewind_steps {list(rewind_steps)}: need at least one, and none "
+                     f"beyond T={schedule.total}")
   bad = [l for l in instability_levels if not 0 <= l <= levels]
   if bad:
     raise ValueError(f"imp.instability_levels {bad} outside [0, {levels}]")
   model = registry.build_model(input_shape=data.image_shape, num_classes=data.num_classes)
-  spec = registry.spec(_model_name())
-  ignore = tuple(spec.layers_to_ignore if layers_to_ignore is None else layers_to_ignore)
+  ignore = tuple(registry.spec(_model_name()).layers_to_ignore
+                 if layers_to_ignore is None else layers_to_ignore)
   ones = layers.get_masks(model)
-  masks_lib.prunable(ones, ignore)  # an unknown layer name is an error now
-  total = sum(ones[n].size for n in masks_lib.prunable(ones, ignore))
+  total = sum(ones[n].size for n in masks_lib.prunable(ones, ignore))  # checks the names
+
+  def keep_at(level):
+    if density is not None:
+      return magnitude.keep_count(total, density=density)
+    return magnitude.keep_count(total, pruning_fraction, level)
+
   chief = distribute.is_chief(strategy)
   if chief:
     rundirs.write_text_atomic(os.path.join(model_dir, config.OPERATIVE_CONFIG),
                               config.operative_config())
-  trainer = _Level(model_dir, strategy, data, hparams, rundirs.training_fingerprint(), k,
-                   schedule.steps_per_epoch)
+  fingerprint = rundirs.training_fingerprint()
   started = time.time()
-  record = {"rewind_step": k, "total_steps": schedule.total, "levels": levels,
+  record = {"rewind_steps": ks, "total_steps": schedule.total, "levels": levels,
             "layers_to_ignore": list(ignore), "prunable_weights": int(total), "inits": {}}
+
+  def save(per_level, seed, k):
+    record["inits"].setdefault(str(seed), {})[str(k)] = per_level
+    if chief:
+      rundirs.write_json_atomic(os.path.join(model_dir, "imp.json"), record)
+
   for i in range(num_inits):
     seed = init_seed + i
-    record["inits"][str(seed)] = per_level = []
-    masks = ones
-    full_masked = None
-    for level in range(levels + 1):
-      keep = (magnitude.keep_count(total, density=density) if density is not None and level
-              else magnitude.keep_count(total, pruning_fraction, level))
-      if level:
-        kernels, _ = _final_kernels(model, os.path.join(model_dir, per_level[-1]["runs"]["imp"]),
-                                    schedule.total)
-        masks = magnitude.prune(kernels, masks, keep, ignore)
-      entry = {"level": level, "density": masks_lib.density(masks, ignore), "runs": {},
-               "test_accuracy": {}}
-      mask_dir = os.path.join(model_dir, "masks", f"init{seed}")
-      variant_masks = {"imp": masks}
-      if level:
-        if "random_pruning" in baselines_to_run:
-          variant_masks["random_pruning"] = baselines.random_pruning(
-              masks, seed * 1000 + level, ignore)
-        if "snip" in baselines_to_run:
-          variant_masks["snip"] = _snip_masks(data, hparams, seed, keep, ignore)
-      for variant, m in variant_masks.items():
-        path = os.path.join(mask_dir, f"{variant}_level{level:02d}.npz")
-        if chief and not os.path.exists(path):
-          masks_lib.save(path, m)
-          rundirs.write_json_atomic(path[:-4] + ".json", masks_lib.sparsity_report(m, ignore))
-        entry.setdefault("mask_files", {})[variant] = os.path.relpath(path, model_dir)
-      jobs_here = list(variant_masks.items())
-      if level and "random_reinit" in baselines_to_run:
-        jobs_here.append(("random_reinit", masks))
-      for variant, m in jobs_here:
-        run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
-        label = (f"init {seed} level {level}/{levels} ({100 * entry['density']:.1f}%) "
-                 f"{variant}")
-        run, summary = trainer.train(variant, run_seed, m, label)
-        entry["runs"][variant] = run
-        entry["test_accuracy"][variant] = summary["test_accuracy"]
-      _, sub = _final_kernels(model, os.path.join(model_dir, entry["runs"]["imp"]),
-                              schedule.total)
-      if level == 0:
-        full_masked = sub
-      else:
-        entry["stability_to_pruning"] = _stability_to_pruning(full_masked, sub, masks, model)
-      per_level.append(entry)
-      if chief:
-        rundirs.write_json_atomic(os.path.join(model_dir, "imp.json"), record)
-    for level in instability_levels:
-      entry = per_level[level]
-      for variant, mask_file in entry["mask_files"].items():
-        _sparse_instability(model_dir, strategy, variant, level, mask_file, seed,
-                            instability_rewind_steps or [k], instability_pairs)
-      if "random_reinit" in entry["runs"]:
-        _sparse_instability(model_dir, strategy, "random_reinit", level,
-                            entry["mask_files"]["imp"], seed + REINIT_OFFSET,
-                            instability_rewind_steps or [k], instability_pairs)
+    for k in ks:
+      trainer = _Level(model_dir, strategy, data, hparams, fingerprint, k, schedule.total)
+      main = k == ks[0]
+      per_level = _levels(trainer, model, seed, levels, keep_at, ignore,
+                          baselines_to_run if main else (), data, hparams, chief,
+                          lambda entries, s=seed, k=k: save(entries, s, k))
+      if not main:
+        continue
+      for level in instability_levels:
+        entry = per_level[level]
+        for variant in entry["runs"]:
+          mask_file = entry["mask_files"]["imp" if variant == "random_reinit" else variant]
+          run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
+          _sparse_instability(model_dir, strategy, variant, level, mask_file, run_seed,
+                              instability_rewind_steps or [k], instability_pairs)
   summary = summarize(model_dir, record)
   if chief:
     rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
@@ -246,20 +270,42 @@ def sub_experiments(model_dir):
                 if os.path.exists(os.path.join(root, n, instability.MANIFEST)))
 
 
-def summarize(model_dir, record):
-  """DIR/summary.json: per level, mean accuracies over inits, and instability where measured."""
+def _collect(record, k):
+  """{level: {"densities", "acc": {variant: [per init]}, "stp": [...]}} at rewind step k."""
   by_level = {}
-  for per_level in record["inits"].values():
-    for entry in per_level:
-      slot = by_level.setdefault(entry["level"], {"level": entry["level"], "densities": [],
-                                                  "acc": {}, "stp": []})
+  for by_k in record["inits"].values():
+    for entry in by_k.get(str(k), []):
+      slot = by_level.setdefault(entry["level"], {"densities": [], "acc": {}, "stp": []})
       slot["densities"].append(entry["density"])
       for variant, acc in entry["test_accuracy"].items():
         slot["acc"].setdefault(variant, []).append(acc)
       if "stability_to_pruning" in entry:
         slot["stp"].append(entry["stability_to_pruning"])
+  return by_level
+
+
+def _sparse_instability_of(model_dir, level):
+  """{variant: {k: mean test instability}} from the level's finished instability runs."""
+  inst = {}
+  for name in sub_experiments(model_dir):
+    variant, _, rest = name.partition("-level")
+    path = os.path.join(model_dir, "instability", name, "summary.json")
+    if rest.startswith(f"{level:02d}-") and os.path.exists(path):
+      test = rundirs.read_json(path).get("test", {})
+      inst.setdefault(variant, {}).update({k: v["instability_mean"] for k, v in test.items()})
+  return inst
+
+
+def summarize(model_dir, record):
+  """DIR/summary.json: per level (at the first rewind step), mean accuracies over inits,
+  matching, stability to pruning and instability where measured; the best IMP accuracy over
+  all rewind steps, and the extreme sparsity of Appendix A."""
+  ks = record["rewind_steps"]
+  by_level = _collect(record, ks[0])
   full = by_level.get(0, {}).get("acc", {}).get("imp")
   full_mean = float(np.mean(full)) if full else None
+  imp_by_k = {k: {level: float(np.mean(slot["acc"]["imp"]))
+                  for level, slot in _collect(record, k).items()} for k in ks}
   levels = []
   for level, slot in sorted(by_level.items()):
     out = {"level": level, "density": float(np.mean(slot["densities"])),
@@ -272,19 +318,22 @@ def summarize(model_dir, record):
     if slot["stp"]:
       out["stability_to_pruning"] = {key: float(np.mean([s[key] for s in slot["stp"]]))
                                      for key in ("l2", "angle_deg")}
-    inst = {}
-    for name in sub_experiments(model_dir):
-      variant, _, rest = name.partition("-level")
-      path = os.path.join(model_dir, "instability", name, "summary.json")
-      if rest.startswith(f"{level:02d}-") and os.path.exists(path):
-        test = rundirs.read_json(path).get("test", {})
-        inst.setdefault(variant, {}).update(
-            {k: v["instability_mean"] for k, v in test.items()})
+    best = {k: imp_by_k[k][level] for k in ks if level in imp_by_k[k]}
+    out["imp_by_rewind_step"] = {str(k): v for k, v in best.items()}
+    out["best_rewind_step"] = max(best, key=best.get)
+    inst = _sparse_instability_of(model_dir, level)
     if inst:
       out["instability"] = inst
     levels.append(out)
-  return {"full_network_accuracy": full_mean, "rewind_step": record["rewind_step"],
-          "levels": levels}
+  extreme = None
+  if full_mean is not None:
+    matching = [l for l in levels if max(l["imp_by_rewind_step"].values()) >= full_mean - 0.2]
+    if matching:
+      sparsest = min(matching, key=lambda l: l["density"])
+      extreme = {"level": sparsest["level"], "density": sparsest["density"],
+                 "rewind_step": sparsest["best_rewind_step"]}
+  return {"full_network_accuracy": full_mean, "rewind_steps": ks, "rewind_step": ks[0],
+          "extreme_sparsity": extreme, "levels": levels}
 
 
 def table_lines(summary):

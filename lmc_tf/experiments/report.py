@@ -162,6 +162,10 @@ def imp_report(model_dir, strategy, title=None):
   print(f"Table 2 row, {title}:", flush=True)
   for line in imp.table_lines(summary):
     print("  " + line, flush=True)
+  extreme = summary["extreme_sparsity"]
+  print("Extreme sparsity (Appendix A): " + (
+      f"{100 * extreme['density']:.1f}% of weights (level {extreme['level']}, "
+      f"k = {extreme['rewind_step']})" if extreme else "no level is matching"), flush=True)
   print("Wrote:\n" + "\n".join(f"  {f}" for f in files), flush=True)
   return {"files": files, "summary": summary}
 

@@ -290,8 +290,15 @@ def accuracy_vs_density(summary, title=None):
               if variant in l["test_accuracy"]]
     if points:
       ax.plot(*zip(*points), marker="o", markersize=3, color=colors[variant], label=name)
+  if len(summary.get("rewind_steps", [])) > 1:
+    # Figure 10: the best IMP subnetwork over every rewind step, at each density.
+    best = [max(l["imp_by_rewind_step"].values()) for l in levels]
+    ax.plot(density, best, marker="o", markersize=3, color="tab:red",
+            label=f"IMP, best of k in {summary['rewind_steps']}")
   full = summary["full_network_accuracy"]
   if full is not None:
+    sd = levels[0]["test_accuracy_sd"].get("imp", 0.0) if levels else 0.0
+    ax.axhspan(full - sd, full + sd, color="0.6", alpha=0.3, linewidth=0)
     ax.axhline(full, color="0.3", linewidth=1, label=f"full network ({full:.2f}%)")
     ax.axhline(full - 0.2, color="0.3", linewidth=1, linestyle="--",
                label="matching: full − 0.2 pp")
@@ -305,8 +312,13 @@ def accuracy_vs_density(summary, title=None):
   ax.set_ylabel("test accuracy (%)")
   ax.grid(True, alpha=0.3)
   ax.legend(fontsize=8)
-  ax.set_title(f"{title or 'IMP'}: accuracy vs density (k = {summary['rewind_step']})",
-               fontsize=10)
+  extreme = summary.get("extreme_sparsity")
+  if extreme:
+    ax.axvline(100 * extreme["density"], color="tab:red", linestyle=":", linewidth=1,
+               label=f"extreme sparsity ({100 * extreme['density']:.1f}%)")
+    ax.legend(fontsize=8)
+  ax.set_title(f"{title or 'IMP'}: accuracy vs density (baselines at k = "
+               f"{summary['rewind_step']})", fontsize=10)
   fig.tight_layout()
   return fig
 
