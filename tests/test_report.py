@@ -288,3 +288,23 @@ def test_write_bytes_atomic_replaces_whole_files(tmp_path):
   with open(path, "rb") as f:
     assert f.read() == b"second"
   assert os.listdir(tmp_path / "sub") == ["x.bin"]
+
+
+def test_first_k_medians_follow_the_majority_rule():
+  def m(variant, init, pair, k, inst, err):
+    return {"variant": variant, "init_seed": init, "pair": pair, "rewind_step": k,
+            "test": {"instability": inst, "endpoint_error_mean": err}}
+  metrics = [
+      # sample (0, 0): stable from k=100, matching (acc >= 97.8) from k=500
+      m("imp", 0, 0, 0, 5.0, 3.0), m("imp", 0, 0, 100, 1.0, 2.5), m("imp", 0, 0, 500, 0.5, 2.0),
+      # sample (0, 1): stable from k=0, never matching
+      m("imp", 0, 1, 0, 1.5, 3.0), m("imp", 0, 1, 100, 1.0, 2.5), m("imp", 0, 1, 500, 0.5, 2.4),
+      # sample (1, 0): stable from k=500, matching from k=100
+      m("imp", 1, 0, 0, 9.0, 3.0), m("imp", 1, 0, 100, 3.0, 2.1), m("imp", 1, 0, 500, 1.0, 2.0),
+  ]
+  out = tables.first_k_medians(metrics, full_accuracy=98.0)["imp"]
+  assert out["samples"] == 3
+  assert out["stable"] == 100.0          # median of 100, 0, 500
+  assert out["matching"] == 300.0        # 2 of 3 reach it: median of 500 and 100
+  out = tables.first_k_medians(metrics[:6] + [m("imp", 1, 0, 0, 9.0, 9.0)], 98.0)["imp"]
+  assert out["matching"] is None         # only 1 of 3 samples is ever matching

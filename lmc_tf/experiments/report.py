@@ -187,6 +187,17 @@ def _subnetwork_figures(model_dir, summary, title):
     reference = (100.0 - full["imp"], sd)
   files = []
   out_dir = os.path.join(model_dir, REPORT_DIR)
+  density_of = {l["level"]: l["density"] for l in summary["levels"]}
+  medians = {density_of[level]: tables.first_k_medians(m, summary["full_network_accuracy"])
+             for level, m in by_level.items() if level in density_of}
+  try:
+    fig = figures.figure9_first_k(medians, title)
+  except ValueError as e:
+    print(f"Figure 9 not drawn: {e}", flush=True)
+  else:
+    path = os.path.join(out_dir, "figure9_first_k.png")
+    rundirs.write_bytes_atomic(path, png_bytes(fig))
+    files.append(path)
   for level, metrics_list in sorted(by_level.items()):
     agg = tables.aggregate(metrics_list)
     density = next(l["density"] for l in summary["levels"] if l["level"] == level)

@@ -384,3 +384,34 @@ def subnetworks_interpolation(curves, split, step, title):
   ax.legend(fontsize=8)
   ax.set_title(title, fontsize=10)
   return fig
+
+
+def figure9_first_k(medians_by_density, title):
+  """Figure 9: median rewind step at which IMP and random pruning become stable and matching,
+  against density. `medians_by_density` is {density (0-1): tables.first_k_medians(...)}."""
+  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+  ax = fig.subplots()
+  densities = sorted(medians_by_density, reverse=True)
+  drawn = []
+  for variant in ("imp", "random_pruning"):
+    for criterion, style in (("stable", "-"), ("matching", "--")):
+      points = [(100 * d, medians_by_density[d][variant][criterion]) for d in densities
+                if variant in medians_by_density[d]
+                and medians_by_density[d][variant][criterion] is not None]
+      if points:
+        ax.plot(*zip(*points), linestyle=style, marker="o", markersize=4,
+                color=SUBNETWORK_COLORS[variant], label=f"{variant} {criterion}")
+        drawn += [k for _, k in points]
+  if not drawn:
+    raise ValueError("no subnetwork became stable or matching at any rewind step")
+  ax.set_xscale("log")
+  ax.invert_xaxis()
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+  ax.set_yscale("symlog", linthresh=max(1, min([k for k in drawn if k > 0] or [1])))
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _compact(v)))
+  ax.set_xlabel("weights remaining (%)")
+  ax.set_ylabel("median rewind step k")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(f"{title}: when subnetworks become stable and matching", fontsize=10)
+  return fig

@@ -245,3 +245,38 @@ def imp_csv(summary):
     writer.writerow(["" if row.get(c) is None else _cell(row[c], ("true", "false"))
                      for c in columns])
   return out.getvalue()
+
+
+def first_k_medians(metrics_list, full_accuracy, split="test"):
+  """Figure 9: per subnetwork, the median over samples of the first rewind step at which it is
+  stable (instability < 2 pp) and at which it is matching (accuracy >= full - 0.2 pp).
+
+  A sample is one (init seed, pair) across the rewind grid. As in the paper, a median is only
+  given when most samples reach the criterion at some k; otherwise it is None.
+
+  Returns:
+    {variant: {"stable": k or None, "matching": k or None, "samples": n}}.
+  """
+  samples = {}
+  for m in metrics_list:
+    if split not in m:
+      continue
+    key = (m["init_seed"], m["pair"])
+    samples.setdefault(m["variant"], {}).setdefault(key, []).append(
+        (int(m["rewind_step"]), m[split]["instability"], 100.0 - m[split]["endpoint_error_mean"]))
+  out = {}
+  for variant, by_sample in samples.items():
+    firsts = {"stable": [], "matching": []}
+    for points in by_sample.values():
+      points.sort()
+      stable = [k for k, inst, _ in points if is_stable(inst)]
+      matching = [k for k, _, acc in points
+                  if full_accuracy is not None and acc >= full_accuracy - 0.2]
+      firsts["stable"].append(stable[0] if stable else None)
+      firsts["matching"].append(matching[0] if matching else None)
+    n = len(by_sample)
+    out[variant] = {"samples": n}
+    for criterion, ks in firsts.items():
+      reached = [k for k in ks if k is not None]
+      out[variant][criterion] = float(np.median(reached)) if len(reached) > n / 2 else None
+  return out
