@@ -328,3 +328,15 @@ def test_a_mask_is_applied_to_w_k_before_the_copies_start(tmp_path):
       for layer in layers.masked_layers(model):
         np.testing.assert_array_equal(layer.mask.numpy(), masks[layer.name])
         assert not np.any(layer.kernel.numpy()[masks[layer.name] == 0])
+
+
+def test_curves_go_to_tensorboard_as_scalars_and_an_image(experiment):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  pair_dir = next((experiment / "pairs").iterdir())
+  acc = event_accumulator.EventAccumulator(str(pair_dir / "events"),
+                                           size_guidance={"tensors": 0})
+  acc.Reload()
+  tags = set(acc.Tags()["tensors"])
+  assert {"interpolation/test_error", "interpolation/train_loss", "interpolation_curve",
+          "instability/test"} <= tags
+  assert [e.step for e in acc.Tensors("interpolation/test_error")] == [0, 1, 2, 3, 4]
