@@ -27,6 +27,7 @@ from lmc_tf.data import base as data_base
 from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import distances
 from lmc_tf.evaluation import interpolate
+from lmc_tf.experiments import imp
 from lmc_tf.experiments import instability
 from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
@@ -36,6 +37,8 @@ from lmc_tf.reporting import tables
 from lmc_tf.training import evaluate as evaluate_lib
 
 SUMMARY = "summary.json"
+PAIRS_DIR = "pairs"
+METRICS = "metrics.json"
 
 
 class Sweeper:
@@ -107,7 +110,7 @@ def _curve_png(alphas, metrics, title):
 
 def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits):
   """Sweeps one pair (and its epochs, for Appendix C); writes and returns its metrics."""
-  pair_dir = os.path.join(model_dir, "pairs", pair["id"])
+  pair_dir = os.path.join(model_dir, PAIRS_DIR, pair["id"])
   writer = tf.summary.create_file_writer(os.path.join(pair_dir, "events"))
   run_a, run_b = pair["copies"]
   k, end = pair["start_step"], pair["end_step"]
@@ -149,7 +152,7 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits):
     for split in splits:
       tf.summary.scalar(f"instability/{split}", metrics[split]["instability"])
   writer.flush()
-  rundirs.write_json_atomic(os.path.join(pair_dir, "metrics.json"), metrics)
+  rundirs.write_json_atomic(os.path.join(pair_dir, METRICS), metrics)
   return metrics
 
 
@@ -218,14 +221,13 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=("train", "test"),
   """
   manifest_path = os.path.join(model_dir, instability.MANIFEST)
   if not tf.io.gfile.exists(manifest_path) and tf.io.gfile.exists(
-      os.path.join(model_dir, "imp.json")):
+      os.path.join(model_dir, imp.RECORD)):
     # An IMP experiment: evaluate the instability experiment of each subnetwork.
-    from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top
     names = imp.sub_experiments(model_dir)
     if not names:
       raise FileNotFoundError(f"{model_dir} is an IMP experiment without instability "
                               "experiments: set imp.instability_levels")
-    return {name: evaluate(os.path.join(model_dir, "instability", name), strategy)
+    return {name: evaluate(os.path.join(model_dir, imp.INSTABILITY_DIR, name), strategy)
             for name in names}
   deadline = time.time() + timeout_s
   while not tf.io.gfile.exists(manifest_path):
@@ -249,7 +251,7 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=("train", "test"),
   started = time.time()
   while True:
     for pair in manifest["pairs"]:
-      metrics_path = os.path.join(model_dir, "pairs", pair["id"], "metrics.json")
+      metrics_path = os.path.join(model_dir, PAIRS_DIR, pair["id"], METRICS)
       if pair["id"] in metrics:
         continue
       if tf.io.gfile.exists(metrics_path):

@@ -42,6 +42,8 @@ from lmc_tf.training import runner
 from lmc_tf.training import schedules
 
 BASELINES = ("random_pruning", "random_reinit", "snip")
+RECORD = "imp.json"
+INSTABILITY_DIR = "instability"
 REINIT_OFFSET = 10_000  # random_reinit of init seed s uses init seed s + REINIT_OFFSET
 
 
@@ -50,7 +52,7 @@ def _run_spec(fingerprint, variant, init_seed, rewind_step, mask_digest):
           "rewind_step": rewind_step, "mask": mask_digest}
 
 
-class _Level:
+class _SubnetworkTrainer:
   """Trains subnetworks of one init seed from W_k, each once (hash-named run dirs)."""
 
   def __init__(self, model_dir, strategy, data, hparams, fingerprint, k, end):
@@ -209,12 +211,12 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
   def save(per_level, seed, k):
     record["inits"].setdefault(str(seed), {})[str(k)] = per_level
     if chief:
-      rundirs.write_json_atomic(os.path.join(model_dir, "imp.json"), record)
+      rundirs.write_json_atomic(os.path.join(model_dir, RECORD), record)
 
   for i in range(num_inits):
     seed = init_seed + i
     for k in ks:
-      trainer = _Level(model_dir, strategy, data, hparams, fingerprint, k, schedule.total)
+      trainer = _SubnetworkTrainer(model_dir, strategy, data, hparams, fingerprint, k, schedule.total)
       main = k == ks[0]
       per_level = _levels(trainer, model, seed, levels, keep_at, ignore,
                           baselines_to_run if main else (), data, hparams, chief,
@@ -239,8 +241,7 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
 
 
 def _model_name():
-  import gin as gin_lib  # pylint: disable=g-import-not-at-top
-  return gin_lib.query_parameter("model.name")
+  return gin.query_parameter("model.name")
 
 
 def _snip_masks(data, hparams, seed, keep, ignore):
@@ -254,7 +255,7 @@ def _snip_masks(data, hparams, seed, keep, ignore):
 def _sparse_instability(model_dir, strategy, variant, level, mask_file, seed, rewind_steps,
                         num_pairs):
   """Trains the copies of one subnetwork's instability experiment (Figures 5 to 8)."""
-  target = os.path.join(model_dir, "instability", f"{variant}-level{level:02d}-init{seed}")
+  target = os.path.join(model_dir, INSTABILITY_DIR, f"{variant}-level{level:02d}-init{seed}")
   print(f"Instability of {variant} at level {level}: {target}", flush=True)
   instability.instability(target, strategy, rewind_steps=rewind_steps, num_inits=1,
                           num_pairs=num_pairs, init_seed=seed,
@@ -263,7 +264,7 @@ def _sparse_instability(model_dir, strategy, variant, level, mask_file, seed, re
 
 def sub_experiments(model_dir):
   """Names of the instability experiments under DIR/instability/, in order."""
-  root = os.path.join(model_dir, "instability")
+  root = os.path.join(model_dir, INSTABILITY_DIR)
   if not os.path.isdir(root):
     return []
   return sorted(n for n in os.listdir(root)
@@ -289,7 +290,7 @@ def _sparse_instability_of(model_dir, level):
   inst = {}
   for name in sub_experiments(model_dir):
     variant, _, rest = name.partition("-level")
-    path = os.path.join(model_dir, "instability", name, "summary.json")
+    path = os.path.join(model_dir, INSTABILITY_DIR, name, "summary.json")
     if rest.startswith(f"{level:02d}-") and os.path.exists(path):
       test = rundirs.read_json(path).get("test", {})
       inst.setdefault(variant, {}).update({k: v["instability_mean"] for k, v in test.items()})

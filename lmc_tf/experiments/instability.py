@@ -13,7 +13,6 @@ finds finished runs and skips them, and resumes an interrupted one from its chec
   DIR/runs/parent-<hash> DIR/runs/copy-<hash>   the training runs
 """
 
-import hashlib
 import os
 import time
 
@@ -28,6 +27,7 @@ from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
+from lmc_tf.pruning import masks as masks_lib
 from lmc_tf.training import runner
 from lmc_tf.training import schedules
 
@@ -92,17 +92,6 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
           "mask": mask_digest, "parents": parents, "pairs": pairs}
 
 
-def load_masks(mask_file):
-  """{layer name: 0/1 array} from an .npz, and a digest of its contents for the run hash."""
-  if not tf.io.gfile.exists(mask_file):
-    raise FileNotFoundError(f"instability.mask_file={mask_file!r} does not exist")
-  with tf.io.gfile.GFile(mask_file, "rb") as f:
-    raw = f.read()
-  with np.load(mask_file) as npz:
-    masks = {name: npz[name] for name in npz.files}
-  return masks, hashlib.sha256(raw).hexdigest()[:16]
-
-
 def epoch_steps(start, end, steps_per_epoch):
   """The epoch boundaries a copy passes after its start (Appendix C)."""
   return [s for s in range(start + 1, end + 1) if s % steps_per_epoch == 0]
@@ -144,7 +133,8 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   hparams = runner.TrainingHParams()
   schedule = runner.Schedule.resolve(hparams, data.num_train)
   steps = [schedules.parse_steps(k, schedule.steps_per_epoch) for k in rewind_steps]
-  masks, digest = load_masks(mask_file) if mask_file else (None, None)
+  masks = masks_lib.load(mask_file) if mask_file else None
+  digest = masks_lib.digest(masks) if masks is not None else None
   if masks is not None:
     # A mask that does not fit the model is an error now, not after the parents trained.
     layers.set_masks(registry.build_model(input_shape=data.image_shape,

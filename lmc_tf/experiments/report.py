@@ -12,16 +12,15 @@ import os
 import gin
 import tensorflow as tf
 
+from lmc_tf.evaluation import evaluator
+from lmc_tf.experiments import imp
 from lmc_tf.experiments import instability
 from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
 
-PAIRS_DIR = "pairs"
-METRICS = "metrics.json"
 REPORT_DIR = "report"
-IMP_RECORD = "imp.json"
 DPI = 120
 
 
@@ -45,7 +44,7 @@ def load_metrics(model_dir, manifest):
   finished = []
   for pair in manifest.get("pairs", []):
     # The evaluator writes metrics.json atomically, so one that exists is whole.
-    path = os.path.join(model_dir, PAIRS_DIR, pair["id"], METRICS)
+    path = os.path.join(model_dir, evaluator.PAIRS_DIR, pair["id"], evaluator.METRICS)
     if tf.io.gfile.exists(path):
       finished.append(rundirs.read_json(path))
   return finished
@@ -88,7 +87,7 @@ def report(model_dir, strategy, title=None):
     FileNotFoundError: if the manifest is missing (the instability job has not run).
     ValueError: if the evaluator has not finished any pair yet.
   """
-  if tf.io.gfile.exists(os.path.join(model_dir, IMP_RECORD)):
+  if tf.io.gfile.exists(os.path.join(model_dir, imp.RECORD)):
     return imp_report(model_dir, strategy, title)
   del strategy
   manifest = load_manifest(model_dir)
@@ -96,7 +95,8 @@ def report(model_dir, strategy, title=None):
   metrics_list = load_metrics(model_dir, manifest)
   if not metrics_list:
     raise ValueError(f"The evaluator has not finished any of the {total} pairs in {model_dir} "
-                     f"(no {PAIRS_DIR}/<id>/{METRICS} yet): run --job=evaluate first.")
+                     f"(no {evaluator.PAIRS_DIR}/<id>/{evaluator.METRICS} yet): "
+                     "run --job=evaluate first.")
   title = title or os.path.basename(os.path.normpath(model_dir))
   used = len(metrics_list)
   agg = tables.aggregate(metrics_list)
@@ -136,18 +136,17 @@ def report(model_dir, strategy, title=None):
 def imp_report(model_dir, strategy, title=None):
   """An IMP experiment: Table 2 and accuracy vs density, plus the instability report of each
   subnetwork experiment the evaluator has finished (DIR/instability/*)."""
-  from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top  (imports us)
   title = title or os.path.basename(os.path.normpath(model_dir))
   files = []
   for name in imp.sub_experiments(model_dir):
     try:
-      result = report(os.path.join(model_dir, "instability", name), strategy,
+      result = report(os.path.join(model_dir, imp.INSTABILITY_DIR, name), strategy,
                       title=f"{title}: {name}")
     except ValueError as e:
       print(f"{name}: no instability report yet ({e})", flush=True)
       continue
     files += result["files"]
-  summary = imp.summarize(model_dir, rundirs.read_json(os.path.join(model_dir, IMP_RECORD)))
+  summary = imp.summarize(model_dir, rundirs.read_json(os.path.join(model_dir, imp.RECORD)))
   files += _subnetwork_figures(model_dir, summary, title)
   rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
   out_dir = os.path.join(model_dir, REPORT_DIR)
@@ -172,11 +171,10 @@ def imp_report(model_dir, strategy, title=None):
 
 def _subnetwork_figures(model_dir, summary, title):
   """Figures 5 to 8 for each level whose subnetworks had instability experiments."""
-  from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top
   by_level = {}
   for name in imp.sub_experiments(model_dir):
     variant, _, rest = name.partition("-level")
-    sub_dir = os.path.join(model_dir, "instability", name)
+    sub_dir = os.path.join(model_dir, imp.INSTABILITY_DIR, name)
     for metrics in load_metrics(sub_dir, load_manifest(sub_dir)):
       if metrics["variant"] == "standard":  # the copies trained to T; reset is Figure 4's
         by_level.setdefault(int(rest[:2]), []).append(dict(metrics, variant=variant))

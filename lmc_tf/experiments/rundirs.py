@@ -5,6 +5,7 @@ import json
 import os
 import uuid
 
+import gin
 import tensorflow as tf
 
 
@@ -44,7 +45,6 @@ NON_SEMANTIC = {"training": {"checkpoint_steps", "checkpoint_every", "log_every"
 def training_fingerprint():
   """The gin values bound for what a run computes (as open_lth does, only the values a config
   sets: adding a parameter with a default keeps old hashes)."""
-  import gin  # pylint: disable=g-import-not-at-top
   fingerprint = {}
   for name in SEMANTIC_CONFIGURABLES:
     bindings = {k: v for k, v in gin.get_bindings(name).items()
