@@ -87,3 +87,48 @@ def test_mask_that_does_not_fit_is_an_error():
     layers.set_masks(model, {"nope": np.ones((3, 3))})
   with pytest.raises(ValueError, match="only 0 and 1"):
     layers.set_masks(model, {"out": np.full(model.get_layer("out").kernel.shape, 0.5)})
+
+
+def test_batch_norm_has_pytorch_numerics():
+  """Normalises with the biased batch variance, updates the moving variance with the unbiased
+  one, momentum 0.9 (torch 0.1), eps 1e-5; inference uses the moving statistics."""
+  x = np.random.default_rng(0).normal(2, 3, size=(8, 5, 5, 4)).astype(np.float32)
+  bn = layers.BatchNorm(gamma_initializer=keras.initializers.RandomUniform(0, 1, seed=1))
+  y = bn(x, training=True).numpy()
+  gamma = bn.gamma.numpy()
+  mean, var, n = x.mean((0, 1, 2)), x.var((0, 1, 2)), 8 * 25
+  np.testing.assert_allclose(y, (x - mean) / np.sqrt(var + 1e-5) * gamma, atol=2e-6)
+  np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * mean, rtol=1e-5)
+  np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * var * n / (n - 1),
+                             rtol=1e-5)
+  y = bn(x, training=False).numpy()
+  expected = (x - bn.moving_mean.numpy()) / np.sqrt(bn.moving_variance.numpy() + 1e-5) * gamma
+  np.testing.assert_allclose(y, expected, atol=2e-6)
+  # The statistics are model variables: checkpointed and interpolated with the weights.
+  assert {v.name for v in bn.non_trainable_variables} == {"moving_mean", "moving_variance"}
+
+
+def test_batch_norm_under_xla_and_mirrored_strategy():
+  x = np.random.default_rng(1).normal(size=(8, 4, 4, 3)).astype(np.float32)
+  eager = layers.BatchNorm()
+  expected = eager(x, training=True).numpy()
+  xla = layers.BatchNorm()
+  np.testing.assert_allclose(
+      tf.function(lambda v: xla(v, training=True), jit_compile=True)(x).numpy(), expected,
+      atol=1e-5)
+  np.testing.assert_allclose(xla.moving_variance.numpy(), eager.moving_variance.numpy(),
+                             rtol=1e-5)
+  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+  with strategy.scope():
+    mirrored = layers.BatchNorm()
+    mirrored.build(x.shape)
+  # Each replica normalises its half; the moving statistics are the mean of the replicas'.
+  halves = [layers.BatchNorm() for _ in range(2)]
+  for half, part in zip(halves, (x[:4], x[4:])):
+    half(part, training=True)
+  strategy.run(tf.function(lambda v: mirrored(v, training=True)),
+               args=(strategy.experimental_distribute_values_from_function(
+                   lambda ctx: x[4 * ctx.replica_id_in_sync_group:][:4]),))
+  np.testing.assert_allclose(
+      mirrored.moving_mean.numpy(),
+      np.mean([h.moving_mean.numpy() for h in halves], axis=0), rtol=1e-5)

@@ -51,3 +51,5 @@ def build_model(name=gin.REQUIRED, init_seed=0, input_shape=None, num_classes=No
 def _import_all():
   # Importing a model module registers it.
   from lmc_tf.models import lenet  # noqa: F401
+  from lmc_tf.models import resnet_cifar  # noqa: F401
+  from lmc_tf.models import vgg  # noqa: F401
