@@ -24,6 +24,7 @@ def register_configurables():
   """Imports every module that defines a configurable, so gin knows all names up front."""
   # pylint: disable=g-import-not-at-top,unused-import
   from lmc_tf import distribute  # noqa: F401
+  from lmc_tf.data import cifar10  # noqa: F401
   from lmc_tf.data import mnist  # noqa: F401
   from lmc_tf.experiments import jobs
   from lmc_tf.models import registry

@@ -71,3 +71,34 @@ def python_env():
 
 
 PYTHON = sys.executable
+
+
+@pytest.fixture(scope="session")
+def cifar10_sample(tmp_path_factory):
+  """The CIFAR-10 sample in ../shared/data written in both file layouts lmc_tf.data.cifar10
+  reads: `npz` (x_train, y_train, x_test, y_test) and `batches_dir` (a `cifar-10-batches-py`
+  directory of pickled batches, here with fewer than 10,000 rows each). Also holds the arrays."""
+  import pickle  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  path = os.path.join(SHARED_DATA, "cifar10_sample", "cifar10_lossless_partial.npz")
+  if not os.path.exists(path):
+    pytest.skip(f"{path} is not present beside the repo")
+  with np.load(path) as f:
+    x, y, index = f["x"], f["y"].astype(np.int32), f["global_index"]
+  # global_index < 50000 indexes the training set; 50000 + i is test image i.
+  train, test = index < 50000, index >= 50000
+  arrays = dict(x_train=x[train], y_train=y[train], x_test=x[test], y_test=y[test])
+  root = tmp_path_factory.mktemp("cifar10")
+  np.savez(root / "cifar10.npz", **arrays)
+  batches_dir = root / "cifar-10-batches-py"
+  batches_dir.mkdir()
+  chw_rows = lambda images: images.transpose(0, 3, 1, 2).reshape(len(images), -1)  # noqa: E731
+  parts = [(f"data_batch_{i + 1}", xs, ys) for i, (xs, ys) in enumerate(
+      zip(np.array_split(arrays["x_train"], 5), np.array_split(arrays["y_train"], 5)))]
+  for name, xs, ys in parts + [("test_batch", arrays["x_test"], arrays["y_test"])]:
+    with open(batches_dir / name, "wb") as f:  # bytes keys and protocol 2, as the official files
+      pickle.dump({b"batch_label": name.encode(), b"labels": ys.tolist(),
+                   b"data": chw_rows(xs)}, f, protocol=2)
+  return types.SimpleNamespace(npz=str(root / "cifar10.npz"), batches_dir=str(batches_dir),
+                               **arrays)

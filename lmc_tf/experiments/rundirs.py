@@ -36,7 +36,7 @@ def read_json(path):
 # The configurables whose values change what a run computes. Logging, checkpoint cadence,
 # loop length, eval batch and XLA do not, and are left out so that changing them finds the
 # same run directories. A new model or dataset adds its configurable here.
-SEMANTIC_CONFIGURABLES = ("dataset", "mnist", "model", "lenet", "resnet_cifar", "vgg",
+SEMANTIC_CONFIGURABLES = ("dataset", "mnist", "cifar10", "model", "lenet", "resnet_cifar", "vgg",
                           "optimizer", "lr_schedule", "training")
 NON_SEMANTIC = {"training": {"checkpoint_steps", "checkpoint_every", "log_every",
                              "steps_per_loop", "eval_batch_size", "jit_compile"}}
