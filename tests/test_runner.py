@@ -1,6 +1,7 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -127,3 +128,26 @@ def test_schedule_offset_restarts_the_learning_rate(tmp_path, bind):
   reset.begin()
   assert float(plain.optimizer.learning_rate) == pytest.approx(0.05)
   assert float(reset.optimizer.learning_rate) == pytest.approx(0.0)
+
+
+@pytest.mark.parametrize("policy,wrapped", [("mixed_bfloat16", False), ("mixed_float16", True)])
+def test_mixed_precision_computes_low_keeps_float32_state(tmp_path, bind, policy, wrapped):
+  bind(f"training.mixed_precision = '{policy}'", "training.steps = '20it'")
+  trainer = runner.Trainer(str(tmp_path))
+  compute = policy.split("_")[1]
+  assert trainer.model.get_layer("dense_0").compute_dtype == compute
+  # Weights, masks (and BN statistics) stay float32, so checkpoints fit a float32 model.
+  assert {v.dtype for v in trainer.model.variables} == {"float32"}
+  # float16 needs loss scaling; bfloat16 has float32's range.
+  assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer) == wrapped
+  trainer.begin()
+  results = trainer.train()
+  assert np.isfinite(results["test_loss"]) and results["final_step"] == 20
+  # The policy does not leak into models built later.
+  assert keras.config.dtype_policy().name == "float32"
+
+
+def test_unknown_mixed_precision_policy_is_a_clear_error(tmp_path, bind):
+  bind("training.mixed_precision = 'float8'")
+  with pytest.raises(ValueError, match="mixed_precision='float8' must be one of"):
+    runner.Trainer(str(tmp_path))

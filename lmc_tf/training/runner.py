@@ -6,14 +6,16 @@ resumes from its last checkpoint and ends with the weights of an uninterrupted r
 the data order and augmentation are pure functions of (seed, step) (data/pipeline.py).
 """
 
+import contextlib
 import dataclasses
 import datetime
 import os
 import shutil
 import time
-from typing import Sequence, Union
+from typing import Optional, Sequence, Union
 
 import gin
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -47,6 +49,9 @@ class TrainingHParams:
     steps_per_loop: most steps in one compiled loop between host round trips.
     eval_batch_size: batch for evaluation on the test set.
     jit_compile: compile the train and eval steps with XLA.
+    mixed_precision: None (float32), 'mixed_float16' (GPUs; with dynamic loss scaling) or
+      'mixed_bfloat16' (TPUs, recent GPUs and CPUs). Variables, masks and BN statistics stay
+      float32; layers compute in the lower precision and the loss in float32.
   """
   batch_size: int = gin.REQUIRED
   steps: Steps = gin.REQUIRED
@@ -56,6 +61,24 @@ class TrainingHParams:
   steps_per_loop: int = 1000
   eval_batch_size: int = 1000
   jit_compile: bool = False
+  mixed_precision: Optional[str] = None
+
+
+MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+  """Builds layers under the Keras dtype policy `name` (None: float32), then restores it."""
+  if name not in MIXED_PRECISION_POLICIES:
+    raise ValueError(f"training.mixed_precision={name!r} must be one of "
+                     f"{MIXED_PRECISION_POLICIES}")
+  previous = keras.config.dtype_policy()
+  keras.config.set_dtype_policy(name or "float32")
+  try:
+    yield
+  finally:
+    keras.config.set_dtype_policy(previous)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,7 +153,7 @@ class Trainer:
       raise ValueError(f"training.batch_size={self.hparams.batch_size} is not divisible by "
                        f"the {self.strategy.num_replicas_in_sync} replicas")
 
-    with self.strategy.scope():
+    with self.strategy.scope(), dtype_policy(self.hparams.mixed_precision):
       self.model = registry.build_model(init_seed=init_seed,
                                         input_shape=self.data.image_shape,
                                         num_classes=self.data.num_classes)
@@ -140,6 +163,12 @@ class Trainer:
       self.optimizer = optimizers.make_optimizer(
           self.schedule.steps_per_epoch, self.schedule.total, self.global_step,
           offset=schedule_offset)
+      if self.hparams.mixed_precision == "mixed_float16":
+        if not tf.config.list_logical_devices("GPU"):
+          print("note: training.mixed_precision='mixed_float16' is for GPUs; float16 convs "
+                "are far slower than float32 on CPUs (use 'mixed_bfloat16' there)", flush=True)
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
       # Build the slots now, so checkpoints hold the same objects whether or not a step ran.
       self.optimizer.build(self.model.trainable_variables)
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
@@ -192,8 +221,9 @@ class Trainer:
       losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
       # Each replica's share of the global-batch mean; the optimizer sums across replicas.
       loss = tf.reduce_sum(losses) / batch
+      scaled_loss = self.optimizer.scale_loss(loss)  # the loss itself unless float16
     variables = self.model.trainable_variables
-    self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+    self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
                       tf.float32)
     return tf.reduce_sum(losses), tf.reduce_sum(correct)
