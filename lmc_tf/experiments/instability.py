@@ -71,7 +71,9 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
             spec = {"role": "copy", "parent": parent, "rewind_step": k, **copy_seeds(j, c)}
             # Only values that differ from the default enter the hash (as in open_lth), so
             # adding an option keeps the names of existing runs.
-            if variant == "reset":
+            # From k = 0, restarting the schedule at k is the standard run: the reset pair
+            # shares its copies rather than training them again.
+            if variant == "reset" and k > 0:
               spec["reset_schedule"] = True
             if every_epoch:
               spec["every_epoch"] = True
