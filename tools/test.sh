@@ -4,4 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/ensure_venv.sh
-exec .venv/bin/python -m pytest -q "$@"
+# One worker per core: most of the suite's time is single-threaded graph tracing.
+exec .venv/bin/python -m pytest -q -n auto "$@"

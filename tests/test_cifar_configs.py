@@ -1,0 +1,117 @@
+"""Every CIFAR-10 config follows Table 1, and every CIFAR smoke config runs end to end:
+the experiment job, then --job=evaluate, then --job=report, on the shared CIFAR-10 sample."""
+
+import glob
+import os
+
+import gin
+import pytest
+
+from lmc_tf import config
+from lmc_tf.experiments import jobs
+from lmc_tf.experiments import rundirs
+from tests.conftest import REPO
+
+CONFIGS = os.path.join(REPO, "gin_configs")
+GRID = [0, 25, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000]
+
+# Table 1 of the LMC paper: model, lr, warmup, IMP levels (density 0.8^levels).
+TABLE_1 = {
+    "resnet20_standard": ("resnet20", 0.1, "0it", 8),
+    "resnet20_low": ("resnet20", 0.01, "0it", 11),
+    "resnet20_warmup": ("resnet20", 0.03, "30000it", 11),
+    "vgg16_standard": ("vgg16", 0.1, "0it", 19),
+    "vgg16_low": ("vgg16", 0.01, "0it", 13),
+    "vgg16_warmup": ("vgg16", 0.1, "30000it", 19),
+}
+
+
+def _query(name, default=None):
+  try:
+    return gin.query_parameter(name)
+  except ValueError:
+    return default
+
+
+@pytest.mark.parametrize("row", sorted(TABLE_1))
+def test_cifar_configs_follow_table_1(row):
+  model, lr, warmup, levels = TABLE_1[row]
+  for experiment in ("", "_instability", "_imp"):
+    gin.clear_config()
+    config.parse([os.path.join(CONFIGS, f"{row}{experiment}.gin")])
+    assert gin.query_parameter("model.name") == model
+    assert gin.query_parameter("optimizer.learning_rate") == pytest.approx(lr)
+    assert _query("lr_schedule.warmup", "0it") == warmup
+    assert gin.query_parameter("optimizer.name") == "sgd"
+    assert gin.query_parameter("optimizer.momentum") == 0.9
+    assert gin.query_parameter("optimizer.weight_decay") == 1e-4
+    assert gin.query_parameter("training.batch_size") == 128
+    assert gin.query_parameter("training.steps") == "63000it"
+    assert list(gin.query_parameter("lr_schedule.drops")) == ["32000it", "48000it"]
+    assert gin.query_parameter("cifar10.augment") is True
+  assert list(gin.query_parameter("imp.rewind_steps")) == GRID
+  assert gin.query_parameter("imp.levels") == levels
+  assert list(gin.query_parameter("imp.instability_levels")) == [levels]
+  assert list(gin.query_parameter("imp.instability_rewind_steps")) == GRID
+  gin.clear_config()
+  config.parse([os.path.join(CONFIGS, f"{row}_instability.gin")])
+  assert list(gin.query_parameter("instability.rewind_steps")) == GRID
+  assert gin.query_parameter("instability.reset_schedule") == "both"
+  assert (gin.query_parameter("instability.num_inits"),
+          gin.query_parameter("instability.num_pairs")) == (3, 3)
+  assert tuple(gin.query_parameter("evaluate.splits")) == ("train", "test")
+
+
+@pytest.mark.parametrize("row,levels", [("resnet20_standard", 12), ("vgg16_standard", 21)])
+def test_sparsity_sweeps_cover_every_level(row, levels):
+  config.parse([os.path.join(CONFIGS, f"{row}_sparsity_sweep.gin")])
+  assert list(gin.query_parameter("imp.instability_levels")) == list(range(1, levels + 1))
+  assert tuple(gin.query_parameter("imp.baselines_to_run")) == ("random_pruning",)
+
+
+SMOKE = sorted(p for p in glob.glob(os.path.join(CONFIGS, "smoke", "*_smoke.gin"))
+               if os.path.basename(p).startswith(("resnet20", "vgg16")))
+
+
+def test_every_cifar_experiment_has_a_smoke_variant():
+  experiments = [os.path.basename(p)[:-4] for p in glob.glob(os.path.join(CONFIGS, "*.gin"))
+                 if os.path.basename(p).startswith(("resnet20_", "vgg16_"))
+                 and os.path.basename(p)[:-4] not in TABLE_1]
+  assert len(experiments) == 14
+  assert sorted(f"{e}_smoke.gin" for e in experiments) == [os.path.basename(p) for p in SMOKE]
+
+
+def _run(path, model_dir, data, job=None):
+  gin.clear_config()
+  bindings = [f"cifar10.path = '{data}'"]
+  if job:
+    bindings.append(f"experiment.job = '{job}'")
+  config.parse([path], bindings)
+  return jobs.run(str(model_dir))
+
+
+@pytest.mark.parametrize("path", SMOKE, ids=os.path.basename)
+def test_smoke_config_runs_end_to_end(path, tmp_path, cifar10_sample):
+  experiment = _run(path, tmp_path, cifar10_sample.npz)
+  assert rundirs.is_finished(str(tmp_path))
+  summary = _run(path, tmp_path, cifar10_sample.npz, job="evaluate")
+  report = tmp_path / "report"
+  _run(path, tmp_path, cifar10_sample.npz, job="report")
+  pngs = sorted(p.name for p in report.glob("*.png"))
+  if "instability" in os.path.basename(path):
+    assert summary["pairs_done"] == summary["pairs_total"] == 4  # k in {0, 2}, both schedules
+    assert sorted(summary["test"]) == sorted(summary["train"]) == ["0", "2"]
+    assert sorted(summary["reset"]["test"]) == ["0", "2"]
+    assert {"figure2_interpolation.png", "figure3_instability.png", "figure4_reset.png"} <= set(pngs)
+  else:
+    levels = gin.query_parameter("imp.levels")
+    assert len(experiment["levels"]) == levels + 1
+    sub = sorted(p.name for p in (tmp_path / "instability").iterdir())
+    variants = {name.split("-")[0] for name in sub}
+    if "sparsity_sweep" in path:
+      assert variants == {"imp", "random_pruning"} and len(sub) == 2 * levels
+    else:
+      assert variants == {"imp", "random_pruning", "random_reinit", "snip"}
+    for name in sub:
+      assert rundirs.read_json(tmp_path / "instability" / name / "summary.json")["pairs_done"] == 1
+    assert "accuracy_vs_density.png" in pngs and any(p.startswith("figure5") for p in pngs)
