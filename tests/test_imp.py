@@ -14,6 +14,7 @@ from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
+from lmc_tf.pruning import masks as masks_lib
 from tests.conftest import REPO
 
 SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_imp_smoke.gin")
@@ -114,6 +115,7 @@ def test_rerun_skips_finished_levels(experiment, tmp_path, capsys):
     ("imp.layers_to_ignore = ['dense_9']", "does not have"),
     ("imp.rewind_steps = [0, 500]", "beyond T"),
     ("imp.baselines_to_run = ['lottery']", "unknown"),
+    ("imp.instability_rewind_steps = [20]", "not in imp.rewind_steps"),
 ])
 def test_bad_input_is_refused_before_training(tmp_path, binding, message):
   with pytest.raises(ValueError, match=message):
@@ -149,3 +151,34 @@ def test_several_rewind_steps_give_the_extreme_sparsity(tmp_path):
   assert extreme["density"] == min(l["density"] for l in matching)
   result = _run(tmp_path, "report", "imp.levels = 2", "imp.rewind_steps = [0, 20]")
   assert any(f.endswith("accuracy_vs_density.png") for f in result["files"])
+
+
+def test_subnetworks_rewound_to_k_are_the_ones_imp_found_rewinding_to_k(tmp_path):
+  """Algorithm 2 gives (W_k, m) per k: the instability from k uses IMP's mask for k, and
+  random pruning redraws that mask's per-layer densities."""
+  bindings = ["imp.levels = 1", "imp.rewind_steps = [0, 20]", "imp.instability_levels = [1]",
+              "imp.instability_rewind_steps = [0, 20]",
+              "imp.baselines_to_run = ['random_pruning', 'random_reinit']"]
+  _run(tmp_path, None, *bindings)
+  record = rundirs.read_json(tmp_path / "imp.json")
+  imp_mask = {k: masks_lib.load(str(tmp_path / record["inits"]["0"][k][1]["mask_files"]["imp"]))
+              for k in ("0", "20")}
+  assert masks_lib.digest(imp_mask["0"]) != masks_lib.digest(imp_mask["20"])
+  names = sorted(p.name for p in (tmp_path / "instability").iterdir())
+  assert names == sorted(f"{v}-level01-init{s}-k{k}" for v, s in
+                         (("imp", 0), ("random_pruning", 0), ("random_reinit", 10000))
+                         for k in (0, 20))
+  for k in ("0", "20"):
+    for variant in ("imp", "random_reinit"):
+      seed = 10000 if variant == "random_reinit" else 0
+      manifest = rundirs.read_json(
+          tmp_path / "instability" / f"{variant}-level01-init{seed}-k{k}" / "instability.json")
+      assert manifest["mask"] == masks_lib.digest(imp_mask[k])
+      assert manifest["rewind_steps"] == [int(k)]
+  random = rundirs.read_json(
+      tmp_path / "instability" / "random_pruning-level01-init0-k20" / "instability.json")
+  random_mask = masks_lib.load(str(tmp_path / "masks" / "init0-k20"
+                                   / "random_pruning_level01.npz"))
+  assert random["mask"] == masks_lib.digest(random_mask)
+  for name, mask in imp_mask["20"].items():
+    assert random_mask[name].sum() == mask.sum()

@@ -16,7 +16,8 @@ subnetwork and the full network trained from the same W_k measures stability to 
   DIR/imp.json     the levels, their densities and run directories, as they finish
   DIR/summary.json per level: density, test accuracy of IMP and each baseline, stability to
                    pruning, and the instability of the subnetworks where it was measured
-  DIR/instability/<variant>-level<L>/   instability experiments of chosen levels (--job=evaluate)
+  DIR/instability/<variant>-level<L>-init<s>-k<k>/   instability of the subnetwork rewound
+                   to k, at the chosen levels (--job=evaluate)
 """
 
 import os
@@ -185,6 +186,14 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
   if not ks or late:
     raise ValueError(f"imp.rewind_steps {list(rewind_steps)}: need at least one, and none "
                      f"beyond T={schedule.total}")
+  instability_ks = sorted({schedules.parse_steps(k, schedule.steps_per_epoch)
+                           for k in (instability_rewind_steps or [ks[0]])})
+  # The subnetwork rewound to k is the one IMP found rewinding to k (Algorithm 2), so its
+  # instability can only be measured at a k IMP ran at.
+  missing = sorted(set(instability_ks) - set(ks))
+  if missing:
+    raise ValueError(f"imp.instability_rewind_steps {missing} are not in imp.rewind_steps "
+                     f"{ks}: IMP must run at every k whose subnetworks are analysed")
   bad = [l for l in instability_levels if not 0 <= l <= levels]
   if bad:
     raise ValueError(f"imp.instability_levels {bad} outside [0, {levels}]")
@@ -215,21 +224,19 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
 
   for i in range(num_inits):
     seed = init_seed + i
+    by_k = {}
     for k in ks:
-      trainer = _SubnetworkTrainer(model_dir, strategy, data, hparams, fingerprint, k, schedule.total)
-      main = k == ks[0]
-      per_level = _levels(trainer, model, seed, levels, keep_at, ignore,
-                          baselines_to_run if main else (), data, hparams, chief,
-                          lambda entries, s=seed, k=k: save(entries, s, k))
-      if not main:
-        continue
-      for level in instability_levels:
-        entry = per_level[level]
-        for variant in entry["runs"]:
-          mask_file = entry["mask_files"]["imp" if variant == "random_reinit" else variant]
-          run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
-          _sparse_instability(model_dir, strategy, variant, level, mask_file, run_seed,
-                              instability_rewind_steps or [k], instability_pairs)
+      trainer = _SubnetworkTrainer(model_dir, strategy, data, hparams, fingerprint, k,
+                                   schedule.total)
+      by_k[k] = _levels(trainer, model, seed, levels, keep_at, ignore,
+                        baselines_to_run if k == ks[0] else (), data, hparams, chief,
+                        lambda entries, s=seed, k=k: save(entries, s, k))
+    for level in instability_levels:
+      for k in instability_ks:
+        for variant, mask_file, run_seed in _subnetworks(model_dir, by_k, ks[0], k, level,
+                                                         seed, ignore, chief):
+          _sparse_instability(model_dir, strategy, variant, level, k, mask_file, run_seed,
+                              instability_pairs)
   summary = summarize(model_dir, record)
   if chief:
     rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
@@ -252,12 +259,37 @@ def _snip_masks(data, hparams, seed, keep, ignore):
   return baselines.snip(fresh, images, labels, keep, ignore)
 
 
-def _sparse_instability(model_dir, strategy, variant, level, mask_file, seed, rewind_steps,
-                        num_pairs):
-  """Trains the copies of one subnetwork's instability experiment (Figures 5 to 8)."""
-  target = os.path.join(model_dir, INSTABILITY_DIR, f"{variant}-level{level:02d}-init{seed}")
-  print(f"Instability of {variant} at level {level}: {target}", flush=True)
-  instability.instability(target, strategy, rewind_steps=rewind_steps, num_inits=1,
+def _subnetworks(model_dir, by_k, main_k, k, level, seed, ignore, chief):
+  """(variant, mask file, init seed) of each subnetwork at `level` rewound to `k`.
+
+  IMP and random reinitialization take the mask IMP found rewinding to k; random pruning
+  draws that mask's per-layer densities at new positions; SNIP's mask does not depend on k.
+  The variants are those trained at the main rewind step.
+  """
+  main, entry = by_k[main_k][level], by_k[k][level]
+  for variant in main["runs"]:
+    if variant in ("imp", "random_reinit"):
+      mask_file = entry["mask_files"]["imp"]
+    elif variant == "random_pruning" and k != main_k:
+      mask_file = os.path.join(os.path.dirname(entry["mask_files"]["imp"]),
+                               f"random_pruning_level{level:02d}.npz")
+      path = os.path.join(model_dir, mask_file)
+      if chief and not os.path.exists(path):
+        imp_mask = masks_lib.load(os.path.join(model_dir, entry["mask_files"]["imp"]))
+        random = baselines.random_pruning(imp_mask, seed * 1000 + level, ignore)
+        masks_lib.save(path, random)
+        rundirs.write_json_atomic(path[:-4] + ".json", masks_lib.sparsity_report(random, ignore))
+    else:
+      mask_file = main["mask_files"][variant]
+    yield variant, mask_file, seed + REINIT_OFFSET if variant == "random_reinit" else seed
+
+
+def _sparse_instability(model_dir, strategy, variant, level, k, mask_file, seed, num_pairs):
+  """Trains the copies of one subnetwork's instability experiment from k (Figures 5 to 8)."""
+  name = f"{variant}-level{level:02d}-init{seed}-k{k}"
+  target = os.path.join(model_dir, INSTABILITY_DIR, name)
+  print(f"Instability of {variant} at level {level} rewound to k = {k}: {target}", flush=True)
+  instability.instability(target, strategy, rewind_steps=[k], num_inits=1,
                           num_pairs=num_pairs, init_seed=seed,
                           mask_file=os.path.join(model_dir, mask_file))
 
