@@ -175,6 +175,12 @@ def test_subnetworks_rewound_to_k_are_the_ones_imp_found_rewinding_to_k(tmp_path
           tmp_path / "instability" / f"{variant}-level01-init{seed}-k{k}" / "instability.json")
       assert manifest["mask"] == masks_lib.digest(imp_mask[k])
       assert manifest["rewind_steps"] == [int(k)]
+      # The copies start from the W_k of IMP's own parent run, not from a parent trained anew.
+      parent = manifest["parents"][str(seed)]["run"]
+      assert parent.startswith("../../runs/parent-")
+      sub = tmp_path / "instability" / f"{variant}-level01-init{seed}-k{k}"
+      assert (sub / parent / "checkpoints" / f"ckpt-{k}.index").exists()
+      assert not list(sub.glob("runs/parent-*"))
   random = rundirs.read_json(
       tmp_path / "instability" / "random_pruning-level01-init0-k20" / "instability.json")
   random_mask = masks_lib.load(str(tmp_path / "masks" / "init0-k20"

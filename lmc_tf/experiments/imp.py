@@ -291,7 +291,7 @@ def _sparse_instability(model_dir, strategy, variant, level, k, mask_file, seed,
   print(f"Instability of {variant} at level {level} rewound to k = {k}: {target}", flush=True)
   instability.instability(target, strategy, rewind_steps=[k], num_inits=1,
                           num_pairs=num_pairs, init_seed=seed,
-                          mask_file=os.path.join(model_dir, mask_file))
+                          mask_file=os.path.join(model_dir, mask_file), parents_dir=model_dir)
 
 
 def sub_experiments(model_dir):

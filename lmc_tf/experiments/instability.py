@@ -116,9 +116,10 @@ def train_run(run_dir, label, **trainer_kwargs):
 
 
 @jobs.register("instability")
-@gin.configurable("instability", denylist=["model_dir", "strategy"])
+@gin.configurable("instability", denylist=["model_dir", "strategy", "parents_dir"])
 def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3,
-                init_seed=0, reset_schedule=False, every_epoch=False, mask_file=None):
+                init_seed=0, reset_schedule=False, every_epoch=False, mask_file=None,
+                parents_dir=None):
   """Trains the parents and copies of an instability analysis (Algorithm 1).
 
   Args:
@@ -130,6 +131,9 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
     every_epoch: keep each copy's checkpoint every epoch, for instability throughout training
       (Appendix C).
     mask_file: an .npz of {layer name: 0/1 mask} applied to W_k before the copies start.
+    parents_dir: where the parent runs live, if not in model_dir: IMP's sub-experiments
+      share the parents IMP trained (a parent's name is the hash of what it computes, so a
+      finished one is found and not trained again).
   """
   data = data_base.get_dataset()
   hparams = runner.TrainingHParams()
@@ -144,6 +148,13 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   manifest = plan(rundirs.training_fingerprint(), steps, schedule.total,
                   schedule.steps_per_epoch, num_inits, num_pairs, init_seed, reset_schedule,
                   every_epoch, digest)
+  if parents_dir is not None:
+    # Paths in the manifest stay relative to model_dir, for the evaluator and the report.
+    moved = {p["run"]: os.path.relpath(os.path.join(parents_dir, p["run"]), model_dir)
+             for p in manifest["parents"].values()}
+    for entry in list(manifest["parents"].values()) + manifest["pairs"]:
+      key = "run" if "run" in entry else "parent"
+      entry[key] = moved[entry[key]]
   chief = distribute.is_chief(strategy)
   if chief:
     rundirs.write_json_atomic(os.path.join(model_dir, MANIFEST), manifest)
