@@ -6,6 +6,8 @@ seen, whatever the replica count (SPEC §4). Augmentation draws one stateless se
 from (augmentation_seed, step, position in the global batch). The init seed plays no part here.
 """
 
+import os
+
 import tensorflow as tf
 
 # Salts keep the order and augmentation streams apart even when the two seeds are equal.
@@ -32,6 +34,19 @@ def example_seeds(augmentation_seed, step, batch_size):
   index = tf.cast(step, tf.int64) * batch_size + tf.range(batch_size, dtype=tf.int64)
   first = tf.fill([batch_size], tf.cast(augmentation_seed, tf.int64) * 65536 + _AUGMENT_SALT)
   return tf.stack([first, index], axis=1)
+
+
+# Fixed parallelism instead of tf.data's autotuner: destroying an autotuned iterator waits on
+# the autotune thread, which stalled every other evaluation pass (3.4 s -> 5-10 s for 10k
+# ResNet-20 test images, benchmarks/throughput.py), and the pipeline is far from the
+# bottleneck either way (75k augmented CIFAR images/s on 2 cores).
+_PARALLELISM = max(2, min(8, os.cpu_count() or 2))
+
+
+def _fixed_parallelism(ds):
+  options = tf.data.Options()
+  options.autotune.enabled = False
+  return ds.with_options(options)
 
 
 def _scale(images, data):
@@ -84,8 +99,8 @@ def train_dataset(data, batch_size, data_order_seed, augmentation_seed, start_st
 
   ds = tf.data.Dataset.range(first_epoch, last_epoch + 1).flat_map(epoch_batches)
   ds = ds.skip(start_step - first_epoch * per_epoch).take(num_steps)
-  ds = ds.map(load, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-  return ds.unbatch().prefetch(tf.data.AUTOTUNE)
+  ds = ds.map(load, num_parallel_calls=_PARALLELISM, deterministic=True)
+  return _fixed_parallelism(ds.unbatch().prefetch(2))
 
 
 def eval_dataset(images, labels, data, batch_size, input_context=None):
@@ -116,6 +131,6 @@ def eval_dataset(images, labels, data, batch_size, input_context=None):
     return (tf.reshape(_scale(tf.gather(x, index[local]), data), shape + list(images.shape[1:])),
             tf.reshape(tf.gather(y, index[local]), shape), tf.reshape(weight[local], shape))
 
-  ds = tf.data.Dataset.range(num_batches).map(load, num_parallel_calls=tf.data.AUTOTUNE,
+  ds = tf.data.Dataset.range(num_batches).map(load, num_parallel_calls=_PARALLELISM,
                                               deterministic=True)
-  return ds.unbatch().prefetch(tf.data.AUTOTUNE), num_batches
+  return _fixed_parallelism(ds.unbatch().prefetch(2)), num_batches
