@@ -37,6 +37,19 @@ class ImageDataset:
     return len(self.x_test)
 
 
+def load_tfds_arrays(name, data_dir):
+  """Both splits of TFDS dataset `name` as uint8 images and int32 labels, in TFDS order."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
+  arrays = {}
+  for split in ("train", "test"):
+    ds = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True)
+    # Batches of 10k rather than batch_size=-1, which needs a known cardinality.
+    parts = list(tfds.as_numpy(ds.batch(10000)))
+    arrays[f"x_{split}"] = np.concatenate([x for x, _ in parts]).astype(np.uint8)
+    arrays[f"y_{split}"] = np.concatenate([y for _, y in parts]).astype(np.int32)
+  return arrays
+
+
 _LOADERS = {}
 
 

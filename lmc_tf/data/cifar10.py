@@ -146,14 +146,7 @@ def load_from_files(path):
 
 
 def load_from_tfds(data_dir):
-  import tensorflow_datasets as tfds  # slow import, only when asked for
-  arrays = {}
-  for split in ("train", "test"):
-    ds = tfds.load("cifar10", split=split, data_dir=data_dir, as_supervised=True)
-    # Batches of 10k rather than batch_size=-1, which needs a known cardinality.
-    parts = list(tfds.as_numpy(ds.batch(10000)))
-    arrays[f"x_{split}"] = np.concatenate([x for x, _ in parts]).astype(np.uint8)
-    arrays[f"y_{split}"] = np.concatenate([y for _, y in parts])
+  arrays = base.load_tfds_arrays("cifar10", data_dir)
   return checked(arrays, f"tfds cifar10 in {data_dir}")
 
 
