@@ -50,6 +50,15 @@ def load_tfds_arrays(name, data_dir):
   return arrays
 
 
+def load_arrays(name, source, from_files, from_tfds):
+  """x_train, y_train, x_test, y_test from `from_files()` or `from_tfds()`, by `source`."""
+  if source == "files":
+    return from_files()
+  if source == "tfds":
+    return from_tfds()
+  raise ValueError(f"{name}.source={source!r} must be 'files' or 'tfds'")
+
+
 _LOADERS = {}
 
 

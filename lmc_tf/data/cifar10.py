@@ -215,12 +215,8 @@ def load(path=None, source="files", augment=True):
     source: 'files' or 'tfds'.
     augment: pad 4, random crop, random horizontal flip on training batches (SPEC §4).
   """
-  if source == "files":
-    arrays = load_from_files(path or DEFAULT_PATH)
-  elif source == "tfds":
-    arrays = load_from_tfds(path)
-  else:
-    raise ValueError(f"cifar10.source={source!r} must be 'files' or 'tfds'")
+  arrays = base.load_arrays("cifar10", source, lambda: load_from_files(path or DEFAULT_PATH),
+                            lambda: load_from_tfds(path))
   # Black after standardisation, as torchvision pads before normalising.
   fill = (np.float32(0) - MEAN) / STD
   return base.ImageDataset(

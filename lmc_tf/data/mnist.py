@@ -48,10 +48,6 @@ def load_from_files(data_dir):
           for k, v in arrays.items()}
 
 
-def load_from_tfds(data_dir):
-  return base.load_tfds_arrays("mnist", data_dir)
-
-
 @base.register("mnist")
 @gin.configurable("mnist")
 def load(data_dir=None, source="files", standardize=True):
@@ -64,11 +60,7 @@ def load(data_dir=None, source="files", standardize=True):
     standardize: after scaling to [0, 1], subtract 0.1307 and divide by 0.3081, as the
       paper's reference code (open_lth) does.
   """
-  if source == "files":
-    arrays = load_from_files(data_dir or BUNDLED_DIR)
-  elif source == "tfds":
-    arrays = load_from_tfds(data_dir)
-  else:
-    raise ValueError(f"mnist.source={source!r} must be 'files' or 'tfds'")
+  arrays = base.load_arrays("mnist", source, lambda: load_from_files(data_dir or BUNDLED_DIR),
+                            lambda: base.load_tfds_arrays("mnist", data_dir))
   stats = dict(mean=np.float32([0.1307]), std=np.float32([0.3081])) if standardize else {}
   return base.ImageDataset(name="mnist", num_classes=10, **stats, **arrays)
