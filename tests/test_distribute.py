@@ -34,6 +34,11 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path, bind):
   mirrored, trainer = _weights(tmp_path / "two", bind, *common, "strategy.name = 'mirrored'",
                                "strategy.num_cpu_devices = 2", "training.jit_compile = True")
   assert trainer.strategy.num_replicas_in_sync == 2
+  # The configured batch is the global one: 2 replicas x 10 = 20 (TINY's training.batch_size).
+  recorded = json.load(open(tmp_path / "two" / runner.RUN_CONFIG))
+  assert recorded == {"strategy": "MirroredStrategy", "replicas": 2, "global_batch": 20,
+                      "per_replica_batch": 10, "input_pipelines": 1, "hosts": 1,
+                      "data_order_depends_on_input_pipelines": False}
   for a, b in zip(single, mirrored):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   assert not np.array_equal(single[0], runner.Trainer(

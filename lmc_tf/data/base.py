@@ -36,6 +36,26 @@ class ImageDataset:
   def num_test(self):
     return len(self.x_test)
 
+  def num_examples(self, split):
+    return self.num_train if split == "train" else self.num_test
+
+  # Every dataset, in memory or streamed (data/imagenet.py), hands the runner and evaluators
+  # its batches through these two methods.
+
+  def train_batches(self, batch_size, data_order_seed, augmentation_seed, start_step,
+                    num_steps, input_context=None):
+    """Per-replica (images, labels) batches for steps [start_step, start_step + num_steps)."""
+    from lmc_tf.data import pipeline  # pylint: disable=g-import-not-at-top  (imports TF)
+    return pipeline.train_dataset(self, batch_size, data_order_seed, augmentation_seed,
+                                  start_step, num_steps, input_context)
+
+  def eval_batches(self, split, batch_size, max_examples=None, input_context=None):
+    """Per-replica (images, labels, weights) batches of `split`, unaugmented, in order."""
+    from lmc_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+    images = getattr(self, f"x_{split}")[:max_examples]
+    labels = getattr(self, f"y_{split}")[:max_examples]
+    return pipeline.eval_dataset(images, labels, self, batch_size, input_context)[0]
+
 
 def load_tfds_arrays(name, data_dir):
   """Both splits of TFDS dataset `name` as uint8 images and int32 labels, in TFDS order."""

@@ -29,7 +29,6 @@ import numpy as np
 from lmc_tf import config
 from lmc_tf import distribute
 from lmc_tf.data import base as data_base
-from lmc_tf.data import pipeline
 from lmc_tf.evaluation import distances
 from lmc_tf.experiments import instability
 from lmc_tf.experiments import jobs
@@ -255,7 +254,7 @@ def _snip_masks(data, hparams, seed, keep, ignore):
   """SNIP at the init of `seed`, scored on the first training batch of the run's data order."""
   fresh = registry.build_model(init_seed=seed, input_shape=data.image_shape,
                                num_classes=data.num_classes)
-  images, labels = next(iter(pipeline.train_dataset(data, hparams.batch_size, 0, 0, 0, 1)))
+  images, labels = next(iter(data.train_batches(hparams.batch_size, 0, 0, 0, 1)))
   return baselines.snip(fresh, images, labels, keep, ignore)
 
 

@@ -4,24 +4,24 @@ import numpy as np
 import tensorflow as tf
 
 from lmc_tf import distribute
-from lmc_tf.data import pipeline
 
 
 class SplitEvaluator:
   """Evaluates `model` on one split; build once, call as often as the weights change."""
 
   def __init__(self, strategy, model, data, split="test", batch_size=1000, max_examples=None):
-    images = getattr(data, f"x_{split}")[:max_examples]
-    labels = getattr(data, f"y_{split}")[:max_examples]
+    num_examples = data.num_examples(split)
+    if max_examples is not None:
+      num_examples = min(num_examples, max_examples)
     replicas = strategy.num_replicas_in_sync
-    batch_size = min(batch_size, -(-len(images) // replicas) * replicas)
+    batch_size = min(batch_size, -(-num_examples // replicas) * replicas)
     batch_size = -(-batch_size // replicas) * replicas  # a multiple of the replica count
-    self.num_examples = len(images)
+    self.num_examples = num_examples
     self._strategy = strategy
     self._model = model
-    self._num_batches = -(-len(images) // batch_size)
+    self._num_batches = -(-num_examples // batch_size)
     self._dataset = strategy.distribute_datasets_from_function(
-        lambda ctx: pipeline.eval_dataset(images, labels, data, batch_size, ctx)[0])
+        lambda ctx: data.eval_batches(split, batch_size, max_examples, ctx))
     self._loop = tf.function(self._eval_loop)
     self._per_example_step = tf.function(self._gathered_step)
 

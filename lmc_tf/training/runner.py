@@ -22,6 +22,7 @@ import tensorflow as tf
 from lmc_tf import distribute
 from lmc_tf.data import base as data_base
 from lmc_tf.data import pipeline
+from lmc_tf.experiments import rundirs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import evaluate
@@ -29,6 +30,7 @@ from lmc_tf.training import optimizers
 from lmc_tf.training import schedules
 
 Steps = Union[int, str]
+RUN_CONFIG = "run_config.json"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -212,6 +214,32 @@ class Trainer:
     manager = self.kept if kept else self.resume
     manager.save(checkpoint_number=self.step)
 
+  def _record_run_config(self, start):
+    """Writes RUN_CONFIG: how the run is spread over devices and hosts.
+
+    The global batch is the configured one whatever the replica count. A streamed dataset
+    (ImageNet) shards its input by host, so its data order depends on the number of input
+    pipelines: resuming on a different number of hosts gives a different (equally valid) run.
+    """
+    replicas = self.strategy.num_replicas_in_sync
+    run_config = {"strategy": type(self.strategy).__name__, "replicas": replicas,
+                  "global_batch": self.hparams.batch_size,
+                  "per_replica_batch": self.hparams.batch_size // replicas,
+                  "input_pipelines": self._input_pipelines,
+                  "hosts": distribute.num_workers(self.strategy),
+                  "data_order_depends_on_input_pipelines": bool(
+                      getattr(self.data, "order_depends_on_input_pipelines", False))}
+    path = os.path.join(self.model_dir, RUN_CONFIG)
+    if start > self.start_step and tf.io.gfile.exists(path):
+      before = rundirs.read_json(path)
+      if (run_config["data_order_depends_on_input_pipelines"]
+          and before.get("input_pipelines") != run_config["input_pipelines"]):
+        print(f"warning: {self.model_dir} started with {before.get('input_pipelines')} input "
+              f"pipeline(s) and resumes with {run_config['input_pipelines']}; from step "
+              f"{start} its data order differs from an uninterrupted run's", flush=True)
+    if self.is_chief:
+      rundirs.write_json_atomic(path, run_config)
+
   # -- the loop ---------------------------------------------------------------------------
 
   def _train_step(self, images, labels):
@@ -258,8 +286,9 @@ class Trainer:
 
   def _dataset(self, start_step):
     def dataset_fn(ctx):
-      return pipeline.train_dataset(
-          self.data, self.hparams.batch_size, self.seeds["data_order_seed"],
+      self._input_pipelines = ctx.num_input_pipelines
+      return self.data.train_batches(
+          self.hparams.batch_size, self.seeds["data_order_seed"],
           self.seeds["augmentation_seed"], start_step, self.end_step - start_step, ctx)
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
@@ -273,6 +302,7 @@ class Trainer:
     train_metrics = {}
     if start < end:
       iterator = iter(self._dataset(start))
+      self._record_run_config(start)
       loop = self._make_loop()
       started = time.time()
       while self.step < end:
