@@ -4,6 +4,7 @@ import dataclasses
 from typing import Callable, Tuple
 
 import gin
+import tensorflow as tf
 
 from lmc_tf.models import init as init_lib
 
@@ -48,8 +49,38 @@ def build_model(name=gin.REQUIRED, init_seed=0, input_shape=None, num_classes=No
   return spec(name).build(init_lib.SeededInit(init_seed), **kwargs)
 
 
+def split_outputs(outputs):
+  """(logits, aux_logits) of a model's outputs; aux_logits is None for single-output models.
+
+  Inception-v3 with its auxiliary classifier returns [logits, aux_logits]: the aux head is
+  trained (per_example_loss) but never evaluated.
+  """
+  if isinstance(outputs, (list, tuple)):
+    logits, aux_logits = outputs
+    return logits, aux_logits
+  return outputs, None
+
+
+def per_example_loss(model, outputs, labels):
+  """The training objective per example, in float32: cross-entropy of the logits, plus
+  `model.aux_loss_weight` times that of the aux logits where the model has them.
+
+  Returns (loss, logits) with the main logits in float32, for accuracy.
+  """
+  logits, aux_logits = split_outputs(outputs)
+  logits = tf.cast(logits, tf.float32)
+  loss = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+  if aux_logits is not None:
+    aux_loss = tf.nn.sparse_softmax_cross_entropy_with_logits(
+        labels, tf.cast(aux_logits, tf.float32))
+    loss += model.aux_loss_weight * aux_loss
+  return loss, logits
+
+
 def _import_all():
   # Importing a model module registers it.
+  from lmc_tf.models import inception_v3  # noqa: F401
   from lmc_tf.models import lenet  # noqa: F401
+  from lmc_tf.models import resnet_imagenet  # noqa: F401
   from lmc_tf.models import resnet_cifar  # noqa: F401
   from lmc_tf.models import vgg  # noqa: F401

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmc_tf.models import layers
+from lmc_tf.models import registry
 from lmc_tf.pruning import magnitude
 from lmc_tf.pruning import masks as masks_lib
 
@@ -30,11 +31,15 @@ def random_pruning(masks, seed, layers_to_ignore=()):
 
 
 def snip_scores(model, images, labels):
-  """|dL/dw * w| for every prunable kernel on one batch (SNIP's connection sensitivity)."""
+  """|dL/dw * w| for every prunable kernel on one batch (SNIP's connection sensitivity).
+
+  L is the training objective, aux loss included (Inception-v3): the aux head's weights are
+  prunable, and only a loss that reaches them scores them.
+  """
   masked = layers.masked_layers(model)
   with tf.GradientTape() as tape:
-    logits = model(images, training=True)
-    loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+    losses, _ = registry.per_example_loss(model, model(images, training=True), labels)
+    loss = tf.reduce_mean(losses)
   grads = tape.gradient(loss, [l.kernel for l in masked])
   return {l.name: np.abs((g * l.kernel).numpy()) for l, g in zip(masked, grads)}
 

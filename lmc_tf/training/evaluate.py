@@ -4,6 +4,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmc_tf import distribute
+from lmc_tf.models import registry
 
 
 class SplitEvaluator:
@@ -25,8 +26,13 @@ class SplitEvaluator:
     self._loop = tf.function(self._eval_loop)
     self._per_example_step = tf.function(self._gathered_step)
 
+  def _logits(self, images):
+    # An auxiliary classifier (Inception-v3) is trained but not evaluated.
+    logits, _ = registry.split_outputs(self._model(images, training=False))
+    return tf.cast(logits, tf.float32)
+
   def _eval_step(self, images, labels, weights):
-    logits = tf.cast(self._model(images, training=False), tf.float32)
+    logits = self._logits(images)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
                       tf.float32)
@@ -42,7 +48,7 @@ class SplitEvaluator:
     return total_loss, total_correct
 
   def _per_example(self, images, labels, weights):
-    logits = tf.cast(self._model(images, training=False), tf.float32)
+    logits = self._logits(images)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
     return losses, tf.argmax(logits, -1, output_type=labels.dtype), weights
 

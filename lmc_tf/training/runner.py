@@ -245,8 +245,9 @@ class Trainer:
   def _train_step(self, images, labels):
     batch = float(self.hparams.batch_size)
     with tf.GradientTape() as tape:
-      logits = tf.cast(self.model(images, training=True), tf.float32)
-      losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
+      # Cross-entropy, plus the weighted aux loss for Inception-v3; accuracy is the main head's.
+      losses, logits = registry.per_example_loss(
+          self.model, self.model(images, training=True), labels)
       # Each replica's share of the global-batch mean; the optimizer sums across replicas.
       loss = tf.reduce_sum(losses) / batch
       scaled_loss = self.optimizer.scale_loss(loss)  # the loss itself unless float16
