@@ -4,6 +4,7 @@
 here by hand: to `operative_config.gin` in the run directory and to `tf.summary.text`.
 """
 
+import logging as std_logging
 import os
 
 import gin
@@ -20,11 +21,26 @@ class ConfigError(ValueError):
   """A gin file or binding that cannot be applied (unknown name, bad value, missing file)."""
 
 
+def quiet_logs():
+  """Keeps the console to what a user acts on (--verbosity=0 shows everything)."""
+  from absl import logging  # pylint: disable=g-import-not-at-top
+  logging.set_verbosity(logging.WARNING)  # TF logs every checkpoint save at INFO
+  # Each run of an experiment builds its own model and tf.functions, by design; TF's advice
+  # to reuse them is noise here.
+  std_logging.getLogger("tensorflow").addFilter(
+      lambda record: "triggered tf.function retracing" not in record.getMessage())
+  # gin logs each place it looked for an included file before the one where it found it; a
+  # file it cannot find anywhere is still an error.
+  std_logging.getLogger().addFilter(
+      lambda record: not record.getMessage().startswith("Path not found"))
+
+
 def register_configurables():
   """Imports every module that defines a configurable, so gin knows all names up front."""
   # pylint: disable=g-import-not-at-top,unused-import
   from lmc_tf import distribute  # noqa: F401
   from lmc_tf.data import cifar10  # noqa: F401
+  from lmc_tf.data import imagenet  # noqa: F401
   from lmc_tf.data import mnist  # noqa: F401
   from lmc_tf.experiments import jobs
   from lmc_tf.models import registry

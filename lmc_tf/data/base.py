@@ -39,6 +39,12 @@ class ImageDataset:
   def num_examples(self, split):
     return self.num_train if split == "train" else self.num_test
 
+  def with_caps(self, max_train=None, max_test=None):
+    """The same dataset restricted to the first `max_train` / `max_test` examples."""
+    return dataclasses.replace(
+        self, x_train=self.x_train[:max_train], y_train=self.y_train[:max_train],
+        x_test=self.x_test[:max_test], y_test=self.y_test[:max_test])
+
   # Every dataset, in memory or streamed (data/imagenet.py), hands the runner and evaluators
   # its batches through these two methods.
 
@@ -98,7 +104,4 @@ def get_dataset(name=gin.REQUIRED, max_train_examples=None, max_test_examples=No
   for cap in (max_train_examples, max_test_examples):
     if cap is not None and cap <= 0:
       raise ValueError(f"dataset.max_*_examples must be positive, got {cap}")
-  return dataclasses.replace(
-      data,
-      x_train=data.x_train[:max_train_examples], y_train=data.y_train[:max_train_examples],
-      x_test=data.x_test[:max_test_examples], y_test=data.y_test[:max_test_examples])
+  return data.with_caps(max_train_examples, max_test_examples)
