@@ -4,7 +4,6 @@ r"""lmc_tf entry point.
       [--gin_bindings='training.steps="2ep"'] [--job=evaluate]
 """
 
-import logging as std_logging
 import os
 import sys
 
@@ -12,7 +11,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter
 
 from absl import app
 from absl import flags
-from absl import logging
 
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), parsed in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "gin bindings that override the files.")
@@ -22,19 +20,6 @@ flags.DEFINE_string("job", None, "run this job instead of the config's experimen
 FLAGS = flags.FLAGS
 
 
-def _quiet_logs():
-  """Keeps the console to what a user acts on (--verbosity=0 shows everything)."""
-  logging.set_verbosity(logging.WARNING)  # TF logs every checkpoint save at INFO
-  # Each run of an experiment builds its own model and tf.functions, by design; TF's advice
-  # to reuse them is noise here.
-  std_logging.getLogger("tensorflow").addFilter(
-      lambda record: "triggered tf.function retracing" not in record.getMessage())
-  # gin logs each place it looked for an included file before the one where it found it; a
-  # file it cannot find anywhere is still an error.
-  std_logging.getLogger().addFilter(
-      lambda record: not record.getMessage().startswith("Path not found"))
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -42,9 +27,9 @@ def main(argv):
     raise app.UsageError("--gin_file is required, e.g. --gin_file=gin_configs/lenet_mnist.gin")
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
-  if not FLAGS["verbosity"].present:
-    _quiet_logs()
   from lmc_tf import config  # pylint: disable=g-import-not-at-top  (TF import is slow)
+  if not FLAGS["verbosity"].present:
+    config.quiet_logs()
   from lmc_tf.experiments import jobs  # pylint: disable=g-import-not-at-top
   from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
   try:
@@ -56,9 +41,10 @@ def main(argv):
   except runner.NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3)
-  model_dir = os.path.abspath(FLAGS.model_dir)
+  from lmc_tf.experiments import rundirs  # pylint: disable=g-import-not-at-top
+  model_dir = rundirs.absolute(FLAGS.model_dir)
   summary = os.path.join(model_dir, "summary.json")
-  if os.path.exists(summary):
+  if rundirs.is_finished(model_dir):
     print(f"\nResults: {summary}")
   if isinstance(results, dict) and "test_accuracy" in results:
     print(f"Test accuracy: {results['test_accuracy']:.2f}% after {results['final_step']} steps")

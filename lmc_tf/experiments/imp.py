@@ -25,6 +25,7 @@ import time
 
 import gin
 import numpy as np
+import tensorflow as tf
 
 from lmc_tf import config
 from lmc_tf import distribute
@@ -33,6 +34,7 @@ from lmc_tf.evaluation import distances
 from lmc_tf.experiments import instability
 from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
+from lmc_tf.experiments import steps as steps_lib
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.pruning import baselines
@@ -52,41 +54,170 @@ def _run_spec(fingerprint, variant, init_seed, rewind_step, mask_digest):
           "rewind_step": rewind_step, "mask": mask_digest}
 
 
-class _SubnetworkTrainer:
-  """Trains subnetworks of one init seed from W_k, each once (hash-named run dirs)."""
+class _Imp:
+  """The runs of one IMP experiment, each found on disk by the hash of what it computes.
 
-  def __init__(self, model_dir, strategy, data, hparams, fingerprint, k, end):
+  Every step below reads its inputs from files that the steps it depends on wrote (masks,
+  checkpoints, summaries), so it runs the same in this process or in a Ray worker.
+  """
+
+  def __init__(self, model_dir, strategy, data, hparams, fingerprint, end, levels, keep_at,
+               ignore):
     self.model_dir, self.strategy, self.data, self.hparams = model_dir, strategy, data, hparams
-    self.fingerprint, self.k, self.end = fingerprint, k, end
+    self.fingerprint, self.end, self.levels = fingerprint, end, levels
+    self.keep_at, self.ignore = keep_at, ignore
+    self.chief = distribute.is_chief(strategy)
+    self._scratch = None
 
-  def parent(self, init_seed):
+  @property
+  def scratch(self):
+    """A model to read checkpoints into (built once, on first use)."""
+    if self._scratch is None:
+      with self.strategy.scope():
+        self._scratch = registry.build_model(input_shape=self.data.image_shape,
+                                             num_classes=self.data.num_classes)
+    return self._scratch
+
+  def path(self, *parts):
+    return os.path.join(self.model_dir, *parts)
+
+  # -- names ------------------------------------------------------------------------------
+
+  def parent_run(self, init_seed, k):
     spec = {"role": "parent", "train": self.fingerprint, "init_seed": init_seed,
-            "rewind_steps": [self.k]}
-    run = f"runs/parent-{rundirs.run_hash(spec)}"
+            "rewind_steps": [k]}
+    return f"runs/parent-{rundirs.run_hash(spec)}"
+
+  def run_name(self, variant, init_seed, k, masks):
+    return "runs/{}-{}".format(variant, rundirs.run_hash(_run_spec(
+        self.fingerprint, variant, init_seed, k, masks_lib.digest(masks))))
+
+  @staticmethod
+  def mask_file(seed, k, variant, level):
+    return os.path.join("masks", f"init{seed}-k{k}", f"{variant}_level{level:02d}.npz")
+
+  # -- steps ------------------------------------------------------------------------------
+
+  def train_parent(self, init_seed, k):
+    """Trains W_0 to W_k of `init_seed` (k = 0: just saves W_0)."""
+    run = self.parent_run(init_seed, k)
+    finished = rundirs.is_finished(self.path(run))
+    instability.train_run(self.path(run), f"parent init {init_seed} to step {k}",
+                          init_seed=init_seed, end_step=k, keep_steps=[k],
+                          strategy=self.strategy, data=self.data, hparams=self.hparams)
+    return not finished
+
+  def masks(self, seed, k, variant, level):
+    """The mask of `variant` at `level`, from its file, or computed and saved (atomically)."""
+    path = self.path(self.mask_file(seed, k, variant, level))
+    if tf.io.gfile.exists(path):
+      return masks_lib.load(path)
+    if variant == "imp":
+      if level == 0:
+        masks = {l.name: np.ones(l.mask.shape, np.float32)
+                 for l in layers.masked_layers(self.scratch)}
+      else:
+        previous = self.masks(seed, k, "imp", level - 1)
+        kernels, _ = self.final_kernels(self.run_name("imp", seed, k, previous))
+        masks = magnitude.prune(kernels, previous, self.keep_at(level), self.ignore)
+    elif variant == "random_pruning":
+      masks = baselines.random_pruning(self.masks(seed, k, "imp", level), seed * 1000 + level,
+                                       self.ignore)
+    elif variant == "snip":
+      masks = _snip_masks(self.data, self.hparams, seed, self.keep_at(level), self.ignore)
+    else:
+      raise ValueError(f"no mask file of its own for {variant!r}")
+    if self.chief:
+      masks_lib.save(path, masks)
+      rundirs.write_json_atomic(path[:-4] + ".json",
+                                masks_lib.sparsity_report(masks, self.ignore))
+    return masks
+
+  def train_level(self, seed, k, level, variant):
+    """Trains `variant`'s subnetwork at `level` from W_k to T (random_reinit: IMP's mask on
+    the init of seed + REINIT_OFFSET, rewound to its own W_k)."""
+    masks = self.masks(seed, k, "imp" if variant == "random_reinit" else variant, level)
+    run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
+    run = self.run_name(variant, run_seed, k, masks)
+    finished = rundirs.is_finished(self.path(run))
+    density = masks_lib.density(masks, self.ignore)
     instability.train_run(
-        os.path.join(self.model_dir, run), f"parent init {init_seed} to step {self.k}",
-        init_seed=init_seed, end_step=self.k, keep_steps=[self.k], strategy=self.strategy,
-        data=self.data, hparams=self.hparams)
-    return run
-
-  def train(self, variant, init_seed, masks, label):
-    """Trains masks * W_k of `init_seed`'s parent to T; returns (run, summary)."""
-    parent = self.parent(init_seed)
-    run = "runs/{}-{}".format(variant, rundirs.run_hash(_run_spec(
-        self.fingerprint, variant, init_seed, self.k, masks_lib.digest(masks))))
-    summary = instability.train_run(
-        os.path.join(self.model_dir, run), label, init_seed=init_seed,
-        start_from=os.path.join(self.model_dir, parent, "checkpoints", f"ckpt-{self.k}"),
-        start_step=self.k, masks=masks, strategy=self.strategy, data=self.data,
+        self.path(run),
+        f"init {seed} k {k} level {level}/{self.levels} ({100 * density:.1f}%) {variant}",
+        init_seed=run_seed,
+        start_from=self.path(self.parent_run(run_seed, k), "checkpoints", f"ckpt-{k}"),
+        start_step=k, masks=masks, strategy=self.strategy, data=self.data,
         hparams=self.hparams)
-    return run, summary
+    return not finished
 
+  def final_kernels(self, run):
+    from lmc_tf.evaluation import interpolate  # pylint: disable=g-import-not-at-top
+    model = self.scratch
+    interpolate.read_variables(model, self.path(run, "checkpoints", f"ckpt-{self.end}"))
+    return ({l.name: l.kernel.numpy() for l in layers.masked_layers(model)},
+            distances.masked_trainable(model))
 
-def _final_kernels(model, run_dir, step):
-  from lmc_tf.evaluation import interpolate  # pylint: disable=g-import-not-at-top
-  interpolate.read_variables(model, os.path.join(run_dir, "checkpoints", f"ckpt-{step}"))
-  return ({l.name: l.kernel.numpy() for l in layers.masked_layers(model)},
-          distances.masked_trainable(model))
+  def subnetwork(self, seed, main_k, k, level, variant):
+    """(mask file, init seed) of `variant`'s subnetwork at `level` rewound to `k`.
+
+    IMP and random reinitialization take the mask IMP found rewinding to k; random pruning
+    draws that mask's per-layer densities at new positions; SNIP's mask does not depend on k.
+    """
+    if variant in ("imp", "random_reinit"):
+      mask_file = self.mask_file(seed, k, "imp", level)
+    elif variant == "random_pruning":
+      mask_file = self.mask_file(seed, k, variant, level)
+      self.masks(seed, k, variant, level)  # drawn from the mask IMP found at k
+    else:
+      mask_file = self.mask_file(seed, main_k, variant, level)
+    return mask_file, seed + REINIT_OFFSET if variant == "random_reinit" else seed
+
+  def sparse_instability(self, name, mask_file, run_seed, k, num_pairs, plan_only=False):
+    """The instability experiment of one subnetwork from k (Figures 5 to 8)."""
+    target = self.path(INSTABILITY_DIR, name)
+    if not plan_only:
+      print(f"Instability of {name}: {target}", flush=True)
+    return instability.instability(
+        target, self.strategy, rewind_steps=[k], num_inits=1, num_pairs=num_pairs,
+        init_seed=run_seed, reset_schedule=False, every_epoch=False,
+        mask_file=self.path(mask_file), parents_dir=self.model_dir, plan_only=True)
+
+  # -- results ----------------------------------------------------------------------------
+
+  def level_entries(self, seed, k, variants_at):
+    """imp.json's entries for (seed, k): every level whose IMP run has finished."""
+    entries, full_masked = [], None
+    for level in range(self.levels + 1):
+      path = self.path(self.mask_file(seed, k, "imp", level))
+      if not tf.io.gfile.exists(path):
+        break
+      masks = masks_lib.load(path)
+      entry = {"level": level, "density": masks_lib.density(masks, self.ignore), "runs": {},
+               "test_accuracy": {}, "mask_files": {}}
+      for variant in variants_at(level):
+        own = "imp" if variant == "random_reinit" else variant
+        file = self.mask_file(seed, k, own, level)
+        if not tf.io.gfile.exists(self.path(file)):
+          continue
+        run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
+        run = self.run_name(variant, run_seed, k, masks_lib.load(self.path(file)))
+        if not rundirs.is_finished(self.path(run)):
+          continue
+        if variant != "random_reinit":
+          entry["mask_files"][variant] = file
+        entry["runs"][variant] = run
+        entry["test_accuracy"][variant] = rundirs.read_json(
+            self.path(run, "summary.json"))["test_accuracy"]
+      if "imp" not in entry["runs"]:
+        break
+      _, sub = self.final_kernels(entry["runs"]["imp"])
+      if level == 0:
+        full_masked = sub
+      else:
+        entry["stability_to_pruning"] = _stability_to_pruning(full_masked, sub, masks,
+                                                              self.scratch)
+      entries.append(entry)
+    return entries
 
 
 def _stability_to_pruning(masked_full, masked_sub, masks, model):
@@ -99,60 +230,20 @@ def _stability_to_pruning(masked_full, masked_sub, masks, model):
   return {"l2": distances.l2(full, masked_sub), "angle_deg": angle, "cosine": cosine}
 
 
-def _levels(trainer, model, seed, levels, keep_at, ignore, baselines_to_run, data, hparams,
-            chief, on_level):
-  """IMP from init `seed` rewinding to trainer.k: trains every level and its baselines.
+def _parent_key(seed, k):
+  return f"parent-init{seed}-k{k}"
 
-  `model` is scratch space for reading checkpoints; level 0 is the dense network.
-  """
-  model_dir, k = trainer.model_dir, trainer.k
-  masks = {l.name: np.ones(l.mask.shape, np.float32) for l in layers.masked_layers(model)}
-  per_level, full_masked = [], None
-  mask_dir = os.path.join(model_dir, "masks", f"init{seed}-k{k}")
-  for level in range(levels + 1):
-    if level:
-      kernels, _ = _final_kernels(model, os.path.join(model_dir, per_level[-1]["runs"]["imp"]),
-                                  trainer.end)
-      masks = magnitude.prune(kernels, masks, keep_at(level), ignore)
-    entry = {"level": level, "density": masks_lib.density(masks, ignore), "runs": {},
-             "test_accuracy": {}, "mask_files": {}}
-    variant_masks = {"imp": masks}
-    if level:
-      if "random_pruning" in baselines_to_run:
-        variant_masks["random_pruning"] = baselines.random_pruning(
-            masks, seed * 1000 + level, ignore)
-      if "snip" in baselines_to_run:
-        variant_masks["snip"] = _snip_masks(data, hparams, seed, keep_at(level), ignore)
-    for variant, m in variant_masks.items():
-      path = os.path.join(mask_dir, f"{variant}_level{level:02d}.npz")
-      if chief and not os.path.exists(path):
-        masks_lib.save(path, m)
-        rundirs.write_json_atomic(path[:-4] + ".json", masks_lib.sparsity_report(m, ignore))
-      entry["mask_files"][variant] = os.path.relpath(path, model_dir)
-    to_train = list(variant_masks.items())
-    if level and "random_reinit" in baselines_to_run:
-      to_train.append(("random_reinit", masks))
-    for variant, m in to_train:
-      run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
-      label = (f"init {seed} k {k} level {level}/{levels} ({100 * entry['density']:.1f}%) "
-               f"{variant}")
-      entry["runs"][variant], summary = trainer.train(variant, run_seed, m, label)
-      entry["test_accuracy"][variant] = summary["test_accuracy"]
-    _, sub = _final_kernels(model, os.path.join(model_dir, entry["runs"]["imp"]), trainer.end)
-    if level == 0:
-      full_masked = sub
-    else:
-      entry["stability_to_pruning"] = _stability_to_pruning(full_masked, sub, masks, model)
-    per_level.append(entry)
-    on_level(per_level)
-  return per_level
+
+def _level_key(seed, k, level, variant):
+  return f"init{seed}-k{k}-level{level:02d}-{variant}"
 
 
 @jobs.register("imp")
-@gin.configurable("imp", denylist=["model_dir", "strategy"])
+@gin.configurable("imp", denylist=["model_dir", "strategy", "plan_only"])
 def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_seed=0,
         pruning_fraction=0.2, density=None, layers_to_ignore=None, baselines_to_run=BASELINES,
-        instability_levels=(), instability_rewind_steps=None, instability_pairs=3):
+        instability_levels=(), instability_rewind_steps=None, instability_pairs=3,
+        plan_only=False):
   """IMP with rewinding, and its baselines at every level.
 
   Args:
@@ -169,6 +260,8 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       experiment in DIR/instability/ (train here; then --job=evaluate and --job=report).
     instability_rewind_steps: the k grid of those experiments (default: the first k).
     instability_pairs: pairs of copies per init in those experiments.
+    plan_only: return the experiment's steps (steps.Experiment) instead of running them, for
+      the sweep launcher.
   """
   magnitude.check_fraction(pruning_fraction, "imp.pruning_fraction")
   unknown = sorted(set(baselines_to_run) - set(BASELINES))
@@ -201,6 +294,7 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
                  if layers_to_ignore is None else layers_to_ignore)
   ones = layers.get_masks(model)
   total = sum(ones[n].size for n in masks_lib.prunable(ones, ignore))  # checks the names
+  del model
 
   def keep_at(level):
     if density is not None:
@@ -211,39 +305,81 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
   if chief:
     rundirs.write_text_atomic(os.path.join(model_dir, config.OPERATIVE_CONFIG),
                               config.operative_config())
-  fingerprint = rundirs.training_fingerprint()
-  started = time.time()
-  record = {"rewind_steps": ks, "total_steps": schedule.total, "levels": levels,
-            "layers_to_ignore": list(ignore), "prunable_weights": int(total), "inits": {}}
+  exp = _Imp(model_dir, strategy, data, hparams, rundirs.training_fingerprint(),
+             schedule.total, levels, keep_at, ignore)
+  baselines_order = [b for b in ("random_pruning", "snip", "random_reinit")
+                     if b in baselines_to_run]
 
-  def save(per_level, seed, k):
-    record["inits"].setdefault(str(seed), {})[str(k)] = per_level
-    if chief:
-      rundirs.write_json_atomic(os.path.join(model_dir, RECORD), record)
+  def variants_at(k, level):
+    return ["imp"] + (baselines_order if level and k == ks[0] else [])
+
+  steps, keys = [], set()
+
+  def add(key, run, deps=()):
+    if key not in keys:
+      keys.add(key)
+      steps.append(steps_lib.Step(key, run, tuple(deps)))
 
   for i in range(num_inits):
     seed = init_seed + i
-    by_k = {}
     for k in ks:
-      trainer = _SubnetworkTrainer(model_dir, strategy, data, hparams, fingerprint, k,
-                                   schedule.total)
-      by_k[k] = _levels(trainer, model, seed, levels, keep_at, ignore,
-                        baselines_to_run if k == ks[0] else (), data, hparams, chief,
-                        lambda entries, s=seed, k=k: save(entries, s, k))
+      add(_parent_key(seed, k), lambda s=seed, k=k: exp.train_parent(s, k))
+      for level in range(levels + 1):
+        for variant in variants_at(k, level):
+          deps = [_parent_key(seed, k)]
+          if variant == "imp" and level:
+            deps.append(_level_key(seed, k, level - 1, "imp"))  # level n before n + 1
+          if variant in ("random_pruning", "random_reinit"):
+            deps.append(_level_key(seed, k, level, "imp"))  # IMP's mask at this level
+          if variant == "random_reinit":
+            add(_parent_key(seed + REINIT_OFFSET, k),
+                lambda s=seed + REINIT_OFFSET, k=k: exp.train_parent(s, k))
+            deps.append(_parent_key(seed + REINIT_OFFSET, k))
+          add(_level_key(seed, k, level, variant),
+              lambda s=seed, k=k, l=level, v=variant: exp.train_level(s, k, l, v), deps)
     for level in instability_levels:
       for k in instability_ks:
-        for variant, mask_file, run_seed in _subnetworks(model_dir, by_k, ks[0], k, level,
-                                                         seed, ignore, chief):
-          _sparse_instability(model_dir, strategy, variant, level, k, mask_file, run_seed,
-                              instability_pairs)
-  summary = summarize(model_dir, record)
-  if chief:
-    rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
-  print(f"IMP done in {time.time() - started:.0f} s. Table 2 row (mean over inits):",
-        flush=True)
-  for line in table_lines(summary):
-    print("  " + line, flush=True)
-  return summary
+        for variant in variants_at(ks[0], level):
+          run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
+          name = f"{variant}-level{level:02d}-init{run_seed}-k{k}"
+          # The subnetwork's mask is IMP's at k (or SNIP's at the main k); its W_k is its
+          # own parent's.
+          mask_step = _level_key(seed, k if variant != "snip" else ks[0], level,
+                                 "imp" if variant != "snip" else "snip")
+          add(_parent_key(run_seed, k), lambda s=run_seed, k=k: exp.train_parent(s, k))
+          for pair in range(instability_pairs):
+            for copy in range(2):
+              inner = instability.copy_key({"rewind_step": k, "variant": "standard",
+                                            "init_seed": run_seed, "pair": pair}, copy)
+
+              def run_copy(s=seed, k=k, l=level, v=variant, name=name, inner=inner):
+                mask_file, run_seed = exp.subnetwork(s, ks[0], k, l, v)
+                return exp.sparse_instability(name, mask_file, run_seed, k,
+                                              instability_pairs).step(inner).run()
+              add(f"{INSTABILITY_DIR}/{name}/{inner}", run_copy,
+                  [mask_step, _parent_key(run_seed, k)])
+  started = time.time()
+
+  def finish():
+    record = {"rewind_steps": ks, "total_steps": schedule.total, "levels": levels,
+              "layers_to_ignore": list(ignore), "prunable_weights": int(total), "inits": {}}
+    for i in range(num_inits):
+      seed = init_seed + i
+      record["inits"][str(seed)] = {
+          str(k): exp.level_entries(seed, k, lambda level, k=k: variants_at(k, level))
+          for k in ks}
+    summary = summarize(model_dir, record)
+    if chief:
+      rundirs.write_json_atomic(os.path.join(model_dir, RECORD), record)
+      rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
+    print(f"IMP done in {time.time() - started:.0f} s. Table 2 row (mean over inits):",
+          flush=True)
+    for line in table_lines(summary):
+      print("  " + line, flush=True)
+    return summary
+
+  experiment = steps_lib.Experiment(steps, finish)
+  return experiment if plan_only else experiment.run()
 
 
 def _model_name():
@@ -256,41 +392,6 @@ def _snip_masks(data, hparams, seed, keep, ignore):
                                num_classes=data.num_classes)
   images, labels = next(iter(data.train_batches(hparams.batch_size, 0, 0, 0, 1)))
   return baselines.snip(fresh, images, labels, keep, ignore)
-
-
-def _subnetworks(model_dir, by_k, main_k, k, level, seed, ignore, chief):
-  """(variant, mask file, init seed) of each subnetwork at `level` rewound to `k`.
-
-  IMP and random reinitialization take the mask IMP found rewinding to k; random pruning
-  draws that mask's per-layer densities at new positions; SNIP's mask does not depend on k.
-  The variants are those trained at the main rewind step.
-  """
-  main, entry = by_k[main_k][level], by_k[k][level]
-  for variant in main["runs"]:
-    if variant in ("imp", "random_reinit"):
-      mask_file = entry["mask_files"]["imp"]
-    elif variant == "random_pruning" and k != main_k:
-      mask_file = os.path.join(os.path.dirname(entry["mask_files"]["imp"]),
-                               f"random_pruning_level{level:02d}.npz")
-      path = os.path.join(model_dir, mask_file)
-      if chief and not os.path.exists(path):
-        imp_mask = masks_lib.load(os.path.join(model_dir, entry["mask_files"]["imp"]))
-        random = baselines.random_pruning(imp_mask, seed * 1000 + level, ignore)
-        masks_lib.save(path, random)
-        rundirs.write_json_atomic(path[:-4] + ".json", masks_lib.sparsity_report(random, ignore))
-    else:
-      mask_file = main["mask_files"][variant]
-    yield variant, mask_file, seed + REINIT_OFFSET if variant == "random_reinit" else seed
-
-
-def _sparse_instability(model_dir, strategy, variant, level, k, mask_file, seed, num_pairs):
-  """Trains the copies of one subnetwork's instability experiment from k (Figures 5 to 8)."""
-  name = f"{variant}-level{level:02d}-init{seed}-k{k}"
-  target = os.path.join(model_dir, INSTABILITY_DIR, name)
-  print(f"Instability of {variant} at level {level} rewound to k = {k}: {target}", flush=True)
-  instability.instability(target, strategy, rewind_steps=[k], num_inits=1,
-                          num_pairs=num_pairs, init_seed=seed,
-                          mask_file=os.path.join(model_dir, mask_file), parents_dir=model_dir)
 
 
 def sub_experiments(model_dir):

@@ -25,6 +25,7 @@ from lmc_tf import distribute
 from lmc_tf.data import base as data_base
 from lmc_tf.experiments import jobs
 from lmc_tf.experiments import rundirs
+from lmc_tf.experiments import steps as steps_lib
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.pruning import masks as masks_lib
@@ -99,6 +100,26 @@ def epoch_steps(start, end, steps_per_epoch):
   return [s for s in range(start + 1, end + 1) if s % steps_per_epoch == 0]
 
 
+def parent_key(init_seed):
+  return f"parent-init{init_seed}"
+
+
+def copy_key(pair, copy):
+  """The step of a copy. From k = 0 the reset pairs share the standard pairs' copies."""
+  variant = "standard" if pair["rewind_step"] == 0 else pair["variant"]
+  return (f"{variant}-k{pair['rewind_step']}-init{pair['init_seed']}-pair{pair['pair']}"
+          f"-copy{copy}")
+
+
+def training_step(run_dir, label, **trainer_kwargs):
+  """A Step.run that trains one run (train_run) and says whether it had to."""
+  def run():
+    finished = rundirs.is_finished(run_dir)
+    train_run(run_dir, label, **trainer_kwargs)
+    return not finished
+  return run
+
+
 def train_run(run_dir, label, **trainer_kwargs):
   """Trains one run unless it is finished; writes its summary.json at the end."""
   if rundirs.is_finished(run_dir):
@@ -116,10 +137,10 @@ def train_run(run_dir, label, **trainer_kwargs):
 
 
 @jobs.register("instability")
-@gin.configurable("instability", denylist=["model_dir", "strategy", "parents_dir"])
+@gin.configurable("instability", denylist=["model_dir", "strategy", "parents_dir", "plan_only"])
 def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3,
                 init_seed=0, reset_schedule=False, every_epoch=False, mask_file=None,
-                parents_dir=None):
+                parents_dir=None, plan_only=False):
   """Trains the parents and copies of an instability analysis (Algorithm 1).
 
   Args:
@@ -134,6 +155,8 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
     parents_dir: where the parent runs live, if not in model_dir: IMP's sub-experiments
       share the parents IMP trained (a parent's name is the hash of what it computes, so a
       finished one is found and not trained again).
+    plan_only: return the experiment's steps (steps.Experiment) instead of running them, for
+      the sweep launcher.
   """
   data = data_base.get_dataset()
   hparams = runner.TrainingHParams()
@@ -160,31 +183,39 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
     rundirs.write_json_atomic(os.path.join(model_dir, MANIFEST), manifest)
     rundirs.write_text_atomic(os.path.join(model_dir, config.OPERATIVE_CONFIG),
                               config.operative_config())
-  started = time.time()
   common = dict(strategy=strategy, data=data, hparams=hparams)
-  copies_done, num_copies = 0, 2 * len(manifest["pairs"])
+  copies = {}
+  for pair in manifest["pairs"]:
+    for c, (run, seeds) in enumerate(zip(pair["copies"], pair["seeds"])):
+      copies.setdefault(copy_key(pair, c), (pair, run, seeds, c))
+  experiment_steps = []
   for parent in manifest["parents"].values():
-    train_run(os.path.join(model_dir, parent["run"]),
-               f"parent init {parent['init_seed']} to step {parent['end_step']}",
-               init_seed=parent["init_seed"], end_step=parent["end_step"],
-               keep_steps=manifest["rewind_steps"], **common)
-    for pair in manifest["pairs"]:
-      if pair["parent"] != parent["run"]:
+    seed = parent["init_seed"]
+    experiment_steps.append(steps_lib.Step(parent_key(seed), training_step(
+        os.path.join(model_dir, parent["run"]), f"parent init {seed} to step {parent['end_step']}",
+        init_seed=seed, end_step=parent["end_step"], keep_steps=manifest["rewind_steps"],
+        **common)))
+    for n, (key, (pair, run, seeds, c)) in enumerate(copies.items()):
+      if pair["init_seed"] != seed:
         continue
       k = pair["rewind_step"]
-      w_k = os.path.join(model_dir, parent["run"], "checkpoints", f"ckpt-{k}")
-      reset = pair["variant"] == "reset"
-      for c, (run, seeds) in enumerate(zip(pair["copies"], pair["seeds"])):
-        copies_done += 1
-        train_run(
-            os.path.join(model_dir, run),
-            f"[{copies_done}/{num_copies}] copy {c + 1} of {pair['id']}",
-            init_seed=parent["init_seed"], start_from=w_k, start_step=k,
-            end_step=pair["end_step"], schedule_offset=k if reset else 0, masks=masks,
-            keep_steps=(epoch_steps(k, pair["end_step"], schedule.steps_per_epoch)
-                        if every_epoch else ()), **seeds, **common)
-  elapsed = time.time() - started
-  print(f"Instability runs done in {elapsed:.0f} s: {len(manifest['parents'])} parent(s), "
-        f"{num_copies} copies. Next: --job=evaluate, then --job=report.", flush=True)
-  return {"manifest": os.path.join(model_dir, MANIFEST), "pairs": len(manifest["pairs"]),
-          "wall_time_s": round(elapsed, 1)}
+      experiment_steps.append(steps_lib.Step(key, training_step(
+          os.path.join(model_dir, run),
+          f"[{n + 1}/{len(copies)}] copy {c + 1} of {pair['id']}", init_seed=seed,
+          start_from=os.path.join(model_dir, parent["run"], "checkpoints", f"ckpt-{k}"),
+          start_step=k, end_step=pair["end_step"],
+          schedule_offset=k if pair["variant"] == "reset" else 0, masks=masks,
+          keep_steps=(epoch_steps(k, pair["end_step"], schedule.steps_per_epoch)
+                      if every_epoch else ()), **seeds, **common),
+          deps=(parent_key(seed),)))
+  started = time.time()
+
+  def finish():
+    elapsed = time.time() - started
+    print(f"Instability runs done in {elapsed:.0f} s: {len(manifest['parents'])} parent(s), "
+          f"{len(copies)} copies. Next: --job=evaluate, then --job=report.", flush=True)
+    return {"manifest": os.path.join(model_dir, MANIFEST), "pairs": len(manifest["pairs"]),
+            "wall_time_s": round(elapsed, 1)}
+
+  experiment = steps_lib.Experiment(experiment_steps, finish)
+  return experiment if plan_only else experiment.run()

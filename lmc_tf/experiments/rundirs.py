@@ -9,6 +9,11 @@ import gin
 import tensorflow as tf
 
 
+def absolute(path):
+  """An absolute local path; URLs such as gs://bucket/dir (pod runs) are left as they are."""
+  return path if "://" in path else os.path.abspath(path)
+
+
 def write_bytes_atomic(path, data):
   """Writes to a temp file beside `path`, then renames it over `path`."""
   directory = os.path.dirname(path)
@@ -36,8 +41,9 @@ def read_json(path):
 # The configurables whose values change what a run computes. Logging, checkpoint cadence,
 # loop length, eval batch and XLA do not, and are left out so that changing them finds the
 # same run directories. A new model or dataset adds its configurable here.
-SEMANTIC_CONFIGURABLES = ("dataset", "mnist", "cifar10", "model", "lenet", "resnet_cifar", "vgg",
-                          "optimizer", "lr_schedule", "training")
+SEMANTIC_CONFIGURABLES = ("dataset", "mnist", "cifar10", "imagenet", "model", "lenet",
+                          "resnet_cifar", "vgg", "resnet_imagenet", "inception_v3", "optimizer",
+                          "lr_schedule", "training")
 NON_SEMANTIC = {"training": {"checkpoint_steps", "checkpoint_every", "log_every",
                              "steps_per_loop", "eval_batch_size", "jit_compile"}}
 
