@@ -4,6 +4,7 @@ import gin
 import tensorflow as tf
 
 STRATEGIES = ("default", "one_device", "mirrored", "multi_worker_mirrored", "tpu")
+_MIRRORED = {}
 
 
 def _ensure_logical_cpus(count):
@@ -45,11 +46,17 @@ def get_strategy(name="default", tpu=None, num_cpu_devices=None,
     if num_cpu_devices:
       _ensure_logical_cpus(num_cpu_devices)
     if tf.config.list_physical_devices("GPU"):
-      return tf.distribute.MirroredStrategy()
-    cpus = [d.name for d in tf.config.list_logical_devices("CPU")]
-    if num_cpu_devices:
-      cpus = cpus[:num_cpu_devices]
-    return tf.distribute.MirroredStrategy(devices=cpus)
+      devices = tuple(d.name for d in tf.config.list_logical_devices("GPU"))
+    else:
+      devices = tuple(d.name for d in tf.config.list_logical_devices("CPU"))
+      if num_cpu_devices:
+        devices = devices[:num_cpu_devices]
+    # One strategy per device set and process: two MirroredStrategy objects over the same
+    # devices number their collective ops alike, and TF's collective executor then mixes up
+    # their all-reduces ("Shape mismatch in the collective instance").
+    if devices not in _MIRRORED:
+      _MIRRORED[devices] = tf.distribute.MirroredStrategy(devices=list(devices))
+    return _MIRRORED[devices]
   if name == "multi_worker_mirrored":
     impl = {"auto": tf.distribute.experimental.CommunicationImplementation.AUTO,
             "ring": tf.distribute.experimental.CommunicationImplementation.RING,
@@ -84,8 +91,12 @@ def worker_id(strategy):
 
 def num_workers(strategy):
   """Hosts taking part: 1 unless the strategy spans a cluster."""
+  if isinstance(strategy, tf.distribute.TPUStrategy):
+    # One client drives every host of a pod slice; the resolver of a TPU VM ('local') has
+    # an empty cluster spec, so ask the TPU system.
+    return strategy.extended.num_hosts
   resolver = getattr(strategy, "cluster_resolver", None)
   if resolver is None or not resolver.task_type:
     return 1
   spec = resolver.cluster_spec().as_dict()
-  return sum(len(spec.get(kind, ())) for kind in ("chief", "worker"))
+  return max(1, sum(len(spec.get(kind, ())) for kind in ("chief", "worker")))

@@ -3,6 +3,7 @@ import pytest
 import tensorflow as tf
 import keras
 
+from lmc_tf import distribute
 from lmc_tf.models import layers
 from lmc_tf.training import optimizers
 
@@ -118,17 +119,28 @@ def test_batch_norm_under_xla_and_mirrored_strategy():
       atol=1e-5)
   np.testing.assert_allclose(xla.moving_variance.numpy(), eager.moving_variance.numpy(),
                              rtol=1e-5)
-  strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-  with strategy.scope():
-    mirrored = layers.BatchNorm()
-    mirrored.build(x.shape)
-  # Each replica normalises its half; the moving statistics are the mean of the replicas'.
+  strategy = distribute.get_strategy("mirrored", num_cpu_devices=2)
+  halves_of_x = lambda ctx: x[4 * ctx.replica_id_in_sync_group:][:4]  # noqa: E731
+
+  def run_mirrored(**kwargs):
+    with strategy.scope():
+      layer = layers.BatchNorm(**kwargs)
+      layer.build(x.shape)
+    out = strategy.run(tf.function(lambda v: layer(v, training=True)),
+                       args=(strategy.experimental_distribute_values_from_function(halves_of_x),))
+    return layer, np.concatenate([t.numpy() for t in strategy.experimental_local_results(out)])
+
+  # Synchronized (the default): the statistics of the global batch, as on one device.
+  synced, out = run_mirrored()
+  np.testing.assert_allclose(out, expected, atol=1e-5)
+  np.testing.assert_allclose(synced.moving_mean.numpy(), eager.moving_mean.numpy(), rtol=1e-5)
+  np.testing.assert_allclose(synced.moving_variance.numpy(), eager.moving_variance.numpy(),
+                             rtol=1e-5)
+  # Per replica: each replica normalises its half; the moving statistics are their mean.
   halves = [layers.BatchNorm() for _ in range(2)]
   for half, part in zip(halves, (x[:4], x[4:])):
     half(part, training=True)
-  strategy.run(tf.function(lambda v: mirrored(v, training=True)),
-               args=(strategy.experimental_distribute_values_from_function(
-                   lambda ctx: x[4 * ctx.replica_id_in_sync_group:][:4]),))
+  local, _ = run_mirrored(synchronized=False)
   np.testing.assert_allclose(
-      mirrored.moving_mean.numpy(),
+      local.moving_mean.numpy(),
       np.mean([h.moving_mean.numpy() for h in halves], axis=0), rtol=1e-5)

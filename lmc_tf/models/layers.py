@@ -103,13 +103,20 @@ class BatchNorm(keras.layers.Layer):
   torch.nn.BatchNorm2d: the moving variance is updated with the unbiased batch variance, and
   `momentum` is the weight of the old value (0.9 = PyTorch's momentum 0.1, SPEC §2).
   The statistics are variables of the model, so checkpoints and interpolation carry them.
+
+  With `synchronized` (the default) and several replicas, the batch statistics are those of
+  the global batch, summed across replicas, so training does not depend on how the batch is
+  split: 4 replicas compute what 1 device does (SPEC §1: the global batch is the configured
+  one whatever the number of replicas). It costs two all-reduces of one vector per layer and
+  step; `synchronized=False` gives each replica its own statistics, as the TPU reference does.
   """
 
   def __init__(self, momentum=0.9, epsilon=1e-5, gamma_initializer="ones",
-               beta_initializer="zeros", **kwargs):
+               beta_initializer="zeros", synchronized=True, **kwargs):
     super().__init__(**kwargs)
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)
+    self.synchronized = bool(synchronized)
     self.gamma_initializer = keras.initializers.get(gamma_initializer)
     self.beta_initializer = keras.initializers.get(beta_initializer)
 
@@ -130,7 +137,28 @@ class BatchNorm(keras.layers.Layer):
                                            initializer="ones", trainable=False,
                                            autocast=False, aggregation="mean")
 
+  def _global_moments(self, inputs, replica_context):
+    """Mean and (biased) variance over the global batch: two passes, each one all-reduce."""
+    x = tf.cast(inputs, tf.float32)
+    axes = [0, 1, 2]
+    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+    total, count = replica_context.all_reduce("SUM", [tf.reduce_sum(x, axes), count])
+    mean = total / count
+    squares = replica_context.all_reduce("SUM", tf.reduce_sum(tf.square(x - mean), axes))
+    return x, mean, squares / count, count
+
   def call(self, inputs, training=False):
+    replica_context = tf.distribute.get_replica_context()
+    if (training and self.synchronized and replica_context is not None
+        and replica_context.num_replicas_in_sync > 1):
+      x, mean, variance, count = self._global_moments(inputs, replica_context)
+      outputs = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma,
+                                          self.epsilon)
+      keep = self.momentum
+      self.moving_mean.assign(keep * self.moving_mean + (1.0 - keep) * mean)
+      self.moving_variance.assign(keep * self.moving_variance
+                                  + (1.0 - keep) * variance * count / (count - 1.0))
+      return tf.cast(outputs, inputs.dtype)
     if training:
       # With exponential_avg_factor < 1 the kernel returns the updated moving statistics
       # (the variance Bessel-corrected, as PyTorch's running_var), in one op.
@@ -151,7 +179,7 @@ class BatchNorm(keras.layers.Layer):
 
   def get_config(self):
     config = super().get_config()
-    config.update(momentum=self.momentum, epsilon=self.epsilon,
+    config.update(momentum=self.momentum, epsilon=self.epsilon, synchronized=self.synchronized,
                   gamma_initializer=keras.initializers.serialize(self.gamma_initializer),
                   beta_initializer=keras.initializers.serialize(self.beta_initializer))
     return config
