@@ -1,4 +1,4 @@
-"""Shared fixtures. TF is set up here, before any test touches it: two logical CPU devices
+"""Shared fixtures. TF is set up here, before any test touches it: four logical CPU devices
 (for MirroredStrategy on a CPU) and op determinism."""
 
 import os
@@ -15,7 +15,7 @@ SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
-    _cpu, [tf.config.LogicalDeviceConfiguration(), tf.config.LogicalDeviceConfiguration()])
+    _cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(4)])
 tf.config.experimental.enable_op_determinism()
 
 from lmc_tf import config  # noqa: E402
@@ -102,3 +102,58 @@ def cifar10_sample(tmp_path_factory):
                    b"data": chw_rows(xs)}, f, protocol=2)
   return types.SimpleNamespace(npz=str(root / "cifar10.npz"), batches_dir=str(batches_dir),
                                **arrays)
+
+
+IMAGENET_TRAIN, IMAGENET_TEST = 64, 32  # examples in the tiny imagenet2012 of imagenet_sample
+
+
+def write_imagenet_tars(path, num_train, num_val, seed=0):
+  """ILSVRC2012_img_train.tar (a tar of per-synset tars: one random JPEG for each of the first
+  `num_train` classes, so a label names an example) and ILSVRC2012_img_val.tar, in `path`."""
+  import io  # pylint: disable=g-import-not-at-top
+  import tarfile  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(seed)
+  os.makedirs(path, exist_ok=True)
+
+  def jpeg():
+    height, width = rng.integers(24, 72, size=2)
+    out = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8)).save(out, "JPEG")
+    return out.getvalue()
+
+  def add(tar, name, data):
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    tar.addfile(info, io.BytesIO(data))
+
+  synsets = tfds.builder("imagenet2012").info.features["label"].names
+  with tarfile.open(os.path.join(path, "ILSVRC2012_img_train.tar"), "w") as outer:
+    for c in range(num_train):
+      inner = io.BytesIO()
+      with tarfile.open(fileobj=inner, mode="w") as tar:
+        add(tar, f"{synsets[c]}_{c}.JPEG", jpeg())
+      add(outer, f"{synsets[c]}.tar", inner.getvalue())
+  with tarfile.open(os.path.join(path, "ILSVRC2012_img_val.tar"), "w") as tar:
+    for i in range(1, num_val + 1):
+      add(tar, f"ILSVRC2012_val_{i:08d}.JPEG", jpeg())
+  return path
+
+
+@pytest.fixture(scope="session")
+def imagenet_sample(tmp_path_factory):
+  """A TFDS data_dir holding a tiny imagenet2012 (IMAGENET_TRAIN train and IMAGENET_TEST
+  validation images, 4 files per split), prepared once per pytest worker, offline, by the real
+  TFDS builder from small official-layout tars.
+
+  tfds.testing.mock_data cannot stand in for it: for imagenet2012 it leaves `info.splits`
+  empty (no split sizes) and its fake `as_dataset` ignores split slices and ReadConfig, so
+  shards and file order could not be tested.
+  """
+  from lmc_tf.data import imagenet  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("imagenet")
+  manual = write_imagenet_tars(str(root / "manual"), IMAGENET_TRAIN, IMAGENET_TEST)
+  imagenet.prepare(str(root / "data"), manual, num_shards=4)
+  return str(root / "data")

@@ -45,7 +45,9 @@ SEMANTIC_CONFIGURABLES = ("dataset", "mnist", "cifar10", "imagenet", "model", "l
                           "resnet_cifar", "vgg", "resnet_imagenet", "inception_v3", "optimizer",
                           "lr_schedule", "training")
 NON_SEMANTIC = {"training": {"checkpoint_steps", "checkpoint_every", "log_every",
-                             "steps_per_loop", "eval_batch_size", "jit_compile"}}
+                             "steps_per_loop", "eval_batch_size", "jit_compile"},
+                # Where ImageNet lives (a local copy, a bucket) does not change what it holds.
+                "imagenet": {"data_dir", "manual_dir"}}
 
 
 def training_fingerprint():

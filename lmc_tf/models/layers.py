@@ -107,7 +107,7 @@ class BatchNorm(keras.layers.Layer):
   With `synchronized` (the default) and several replicas, the batch statistics are those of
   the global batch, summed across replicas, so training does not depend on how the batch is
   split: 4 replicas compute what 1 device does (SPEC §1: the global batch is the configured
-  one whatever the number of replicas). It costs two all-reduces of one vector per layer and
+  one whatever the number of replicas). It costs two all-reduces of a vector per layer and
   step; `synchronized=False` gives each replica its own statistics, as the TPU reference does.
   """
 
@@ -138,7 +138,8 @@ class BatchNorm(keras.layers.Layer):
                                            autocast=False, aggregation="mean")
 
   def _global_moments(self, inputs, replica_context):
-    """Mean and (biased) variance over the global batch: two passes, each one all-reduce."""
+    """Mean and (biased) variance over the global batch, in two passes of one all-reduce
+    each: E[x^2] - E[x]^2 in one pass loses the variance of deep layers to cancellation."""
     x = tf.cast(inputs, tf.float32)
     axes = [0, 1, 2]
     count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
