@@ -10,6 +10,9 @@ _MIRRORED = {}
 def _ensure_logical_cpus(count):
   """Splits the host CPU into `count` logical devices, so MirroredStrategy can run on a CPU."""
   cpus = tf.config.list_physical_devices("CPU")
+  configured = tf.config.get_logical_device_configuration(cpus[0]) or ()
+  if len(configured) >= count:
+    return  # already split at least this finely (a strategy over fewer uses the first ones)
   try:
     tf.config.set_logical_device_configuration(
         cpus[0], [tf.config.LogicalDeviceConfiguration() for _ in range(count)])
@@ -51,11 +54,14 @@ def get_strategy(name="default", tpu=None, num_cpu_devices=None,
       devices = tuple(d.name for d in tf.config.list_logical_devices("CPU"))
       if num_cpu_devices:
         devices = devices[:num_cpu_devices]
-    # One strategy per device set and process: two MirroredStrategy objects over the same
-    # devices number their collective ops alike, and TF's collective executor then mixes up
-    # their all-reduces ("Shape mismatch in the collective instance").
+    # One strategy per device set and process: two MirroredStrategy objects number their
+    # collective groups alike from 1, and TF's collective executor then mixes up their
+    # all-reduces ("Shape mismatch in the collective instance", or a group of 2 devices
+    # meeting one of 4). Each device set gets its own range of group keys.
     if devices not in _MIRRORED:
-      _MIRRORED[devices] = tf.distribute.MirroredStrategy(devices=list(devices))
+      cls = type("MirroredStrategy", (tf.distribute.MirroredStrategy,),
+                 {"_collective_key_base": 100_000 * len(_MIRRORED)})
+      _MIRRORED[devices] = cls(devices=list(devices))
     return _MIRRORED[devices]
   if name == "multi_worker_mirrored":
     impl = {"auto": tf.distribute.experimental.CommunicationImplementation.AUTO,

@@ -14,7 +14,8 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "gin_configs", "**", "*.gin"), rec
 
 
 # Shared overlays that experiment configs include; they pick no job of their own.
-OVERLAYS = {os.path.join(REPO, "gin_configs", "smoke", "cifar10_smoke.gin")}
+OVERLAYS = {os.path.join(REPO, "gin_configs", "smoke", name)
+            for name in ("cifar10_smoke.gin", "imagenet_smoke.gin")}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))

@@ -1,15 +1,11 @@
 """Streamed ImageNet (lmc_tf/data/imagenet.py) on a tiny imagenet2012 that TFDS prepares here.
 
-tfds.testing.mock_data cannot stand in for it: for imagenet2012 it leaves `info.splits` empty
-(no split sizes) and its fake `as_dataset` ignores split slices and ReadConfig, so shards and
-file order could not be tested. Instead the real TFDS builder prepares two small official-layout
-tars (random JPEGs, one image per class in train, so a label names an example), offline.
+The tiny imagenet2012 is the session's `imagenet_sample` (tests/conftest.py): the real TFDS
+builder prepares it offline from two small official-layout tars (random JPEGs, one image per
+class in train, so a label names an example).
 """
 
-import io
 import json
-import os
-import tarfile
 
 import numpy as np
 import pytest
@@ -20,50 +16,19 @@ from lmc_tf.data import base
 from lmc_tf.data import imagenet
 from lmc_tf.experiments import rundirs
 from lmc_tf.training import runner
-
-NUM_TRAIN, NUM_VAL = 64, 32
-
-
-def _write_manual_dir(path, num_train, num_val, seed=0):
-  """ILSVRC2012_img_train.tar (a tar of per-synset tars) and ILSVRC2012_img_val.tar."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
-  rng = np.random.default_rng(seed)
-  os.makedirs(path, exist_ok=True)
-
-  def jpeg():
-    height, width = rng.integers(24, 72, size=2)
-    out = io.BytesIO()
-    Image.fromarray(rng.integers(0, 256, (height, width, 3), np.uint8)).save(out, "JPEG")
-    return out.getvalue()
-
-  def add(tar, name, data):
-    info = tarfile.TarInfo(name)
-    info.size = len(data)
-    tar.addfile(info, io.BytesIO(data))
-
-  synsets = tfds.builder("imagenet2012").info.features["label"].names
-  with tarfile.open(os.path.join(path, "ILSVRC2012_img_train.tar"), "w") as outer:
-    for c in range(num_train):
-      inner = io.BytesIO()
-      with tarfile.open(fileobj=inner, mode="w") as tar:
-        add(tar, f"{synsets[c]}_{c}.JPEG", jpeg())
-      add(outer, f"{synsets[c]}.tar", inner.getvalue())
-  with tarfile.open(os.path.join(path, "ILSVRC2012_img_val.tar"), "w") as tar:
-    for i in range(1, num_val + 1):
-      add(tar, f"ILSVRC2012_val_{i:08d}.JPEG", jpeg())
-  return path
+from tests.conftest import IMAGENET_TEST
+from tests.conftest import IMAGENET_TRAIN
+from tests.conftest import write_imagenet_tars
 
 
 @pytest.fixture(scope="module")
-def prepared(tmp_path_factory):
-  """A data_dir holding imagenet2012 in 4 files per split, and each split's labels in order."""
-  root = tmp_path_factory.mktemp("imagenet")
-  manual = _write_manual_dir(str(root / "manual"), NUM_TRAIN, NUM_VAL)
-  builder = imagenet.prepare(str(root / "data"), manual, num_shards=4)
+def prepared(imagenet_sample):
+  """The data_dir of imagenet2012 in 4 files per split, and each split's labels in order."""
+  builder = tfds.builder(imagenet.TFDS_NAME, data_dir=imagenet_sample)
   in_order = tfds.ReadConfig(interleave_cycle_length=1)
   labels = {split: np.array([ex["label"] for ex in tfds.as_numpy(builder.as_dataset(
       split=tfds_split, read_config=in_order))]) for split, tfds_split in imagenet.SPLITS.items()}
-  return str(root / "data"), labels
+  return imagenet_sample, labels
 
 
 @pytest.fixture(scope="module")
@@ -81,9 +46,9 @@ def _eval(data, split="test", batch=10, max_examples=None, ctx=None):
 
 
 def test_sizes_come_from_the_tfds_split_info(data):
-  assert (data.num_train, data.num_test, data.num_classes) == (NUM_TRAIN, NUM_VAL, 1000)
+  assert (data.num_train, data.num_test, data.num_classes) == (IMAGENET_TRAIN, IMAGENET_TEST, 1000)
   assert data.image_shape == (32, 32, 3) and data.order_depends_on_input_pipelines
-  assert data.num_examples("test") == NUM_VAL
+  assert data.num_examples("test") == IMAGENET_TEST
   assert imagenet.Preprocessing("resnet", imagenet.PREPROCESSINGS["resnet"]).size == 224
   assert imagenet.PREPROCESSINGS["inception"] == 299
 
@@ -215,7 +180,7 @@ def test_missing_dataset_says_what_to_put_where(tmp_path):
 
 
 def test_manual_dir_prepares_the_dataset_on_first_load(tmp_path):
-  manual = _write_manual_dir(str(tmp_path / "manual"), 8, 4, seed=1)
+  manual = write_imagenet_tars(str(tmp_path / "manual"), 8, 4, seed=1)
   data = imagenet.load(data_dir=str(tmp_path / "data"), manual_dir=manual, image_size=32)
   assert (data.num_train, data.num_test) == (8, 4)
   again = imagenet.load(data_dir=str(tmp_path / "data"), manual_dir="/does/not/matter")

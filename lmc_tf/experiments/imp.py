@@ -68,6 +68,7 @@ class _Imp:
     self.keep_at, self.ignore = keep_at, ignore
     self.chief = distribute.is_chief(strategy)
     self._scratch = None
+    self._sub_experiments = {}
 
   @property
   def scratch(self):
@@ -172,15 +173,17 @@ class _Imp:
       mask_file = self.mask_file(seed, main_k, variant, level)
     return mask_file, seed + REINIT_OFFSET if variant == "random_reinit" else seed
 
-  def sparse_instability(self, name, mask_file, run_seed, k, num_pairs, plan_only=False):
-    """The instability experiment of one subnetwork from k (Figures 5 to 8)."""
-    target = self.path(INSTABILITY_DIR, name)
-    if not plan_only:
+  def sparse_instability(self, name, mask_file, run_seed, k, num_pairs):
+    """The instability experiment of one subnetwork from k (Figures 5 to 8), planned once
+    per process: its copies are separate steps."""
+    if name not in self._sub_experiments:
+      target = self.path(INSTABILITY_DIR, name)
       print(f"Instability of {name}: {target}", flush=True)
-    return instability.instability(
-        target, self.strategy, rewind_steps=[k], num_inits=1, num_pairs=num_pairs,
-        init_seed=run_seed, reset_schedule=False, every_epoch=False,
-        mask_file=self.path(mask_file), parents_dir=self.model_dir, plan_only=True)
+      self._sub_experiments[name] = instability.instability(
+          target, self.strategy, rewind_steps=[k], num_inits=1, num_pairs=num_pairs,
+          init_seed=run_seed, reset_schedule=False, every_epoch=False,
+          mask_file=self.path(mask_file), parents_dir=self.model_dir, plan_only=True)
+    return self._sub_experiments[name]
 
   # -- results ----------------------------------------------------------------------------
 
