@@ -73,6 +73,18 @@ def python_env():
 PYTHON = sys.executable
 
 
+def free_ports(n):
+  """n TCP ports free on this machine now, for the workers of a local cluster."""
+  import socket  # pylint: disable=g-import-not-at-top
+  socks = [socket.socket() for _ in range(n)]
+  for s in socks:
+    s.bind(("127.0.0.1", 0))
+  ports = [s.getsockname()[1] for s in socks]
+  for s in socks:
+    s.close()
+  return ports
+
+
 @pytest.fixture(scope="session")
 def cifar10_sample(tmp_path_factory):
   """The CIFAR-10 sample in ../shared/data written in both file layouts lmc_tf.data.cifar10

@@ -2,7 +2,6 @@
 
 import json
 import os
-import socket
 import subprocess
 
 import numpy as np
@@ -10,7 +9,7 @@ import tensorflow as tf
 
 from lmc_tf import distribute
 from lmc_tf.training import runner
-from tests.conftest import PYTHON, REPO, TINY, python_env
+from tests.conftest import PYTHON, REPO, TINY, free_ports, python_env
 
 WORKER = os.path.join(REPO, "tests", "multi_worker_train.py")
 # Few steps: float rounding differs between one and two replicas (the sums run in another
@@ -45,18 +44,8 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path, bind):
       str(tmp_path / "fresh"), init_seed=1).model.get_weights()[0])  # it did train
 
 
-def _free_ports(n):
-  socks = [socket.socket() for _ in range(n)]
-  for s in socks:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in socks]
-  for s in socks:
-    s.close()
-  return ports
-
-
 def test_multi_worker_mirrored_two_local_workers_end_identical(tmp_path, bind):
-  ports = _free_ports(2)
+  ports = free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
   bindings = TINY + SHORT + ["strategy.name = 'multi_worker_mirrored'",
                      "strategy.communication = 'ring'"]

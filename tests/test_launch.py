@@ -6,14 +6,13 @@ import importlib.util
 import json
 import os
 import shlex
-import socket
 import subprocess
 
 import gin
 import pytest
 
 from lmc_tf import config
-from tests.conftest import PYTHON, REPO, TINY, python_env
+from tests.conftest import PYTHON, REPO, TINY, free_ports, python_env
 
 LAUNCH = os.path.join(REPO, "tools", "launch.py")
 CONFIG = "gin_configs/lenet_mnist.gin"
@@ -261,18 +260,8 @@ def test_missing_gcloud_or_ssh_says_what_to_install(tmp_path):
 
 # -- a real run -----------------------------------------------------------------------------
 
-def _free_ports(n):
-  socks = [socket.socket() for _ in range(n)]
-  for s in socks:
-    s.bind(("127.0.0.1", 0))
-  ports = [s.getsockname()[1] for s in socks]
-  for s in socks:
-    s.close()
-  return ports
-
-
 def test_multi_worker_local_trains_two_workers_on_this_cpu(tmp_path):
-  workers = ",".join(f"127.0.0.1:{p}" for p in _free_ports(2))
+  workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
   bindings = TINY + ["training.steps = '20it'", "training.log_every = '10it'",
                      "training.checkpoint_every = '10it'", "training.jit_compile = False"]
   result = subprocess.run(
