@@ -24,6 +24,10 @@ class ImageDataset:
   std: Optional[np.ndarray] = None
   augment: Optional[Callable] = None
 
+  # Every pipeline slices the same global batches (data/pipeline.py), so the order does not
+  # depend on their number (not a dataclass field: no annotation).
+  order_depends_on_input_pipelines = False
+
   @property
   def image_shape(self):
     return self.x_train.shape[1:]

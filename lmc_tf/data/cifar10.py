@@ -13,6 +13,7 @@ import gin
 import numpy as np
 import tensorflow as tf
 
+from lmc_tf import hashing
 from lmc_tf.data import base
 
 DEFAULT_PATH = os.path.join("data", "cifar-10-batches-py")
@@ -150,14 +151,6 @@ def load_from_tfds(data_dir):
   return checked(arrays, f"tfds cifar10 in {data_dir}")
 
 
-def _mix64(z):
-  """splitmix64's finaliser (Steele et al. 2014): a bijection of uint64 with full avalanche."""
-  shift = lambda v, n: tf.bitwise.right_shift(v, tf.constant(n, tf.uint64))  # noqa: E731
-  z = (z ^ shift(z, 30)) * tf.constant(0xBF58476D1CE4E5B9, tf.uint64)
-  z = (z ^ shift(z, 27)) * tf.constant(0x94D049BB133111EB, tf.uint64)
-  return z ^ shift(z, 31)
-
-
 def crop_and_flip_draws(seeds):
   """Per-example (row offset, column offset, flip) from seeds [B, 2], each a pure function of
   its own seed pair.
@@ -168,8 +161,8 @@ def crop_and_flip_draws(seeds):
   indices) give distinct hashes.
   """
   seeds = tf.bitcast(tf.cast(seeds, tf.int64), tf.uint64)
-  golden = tf.constant(0x9E3779B97F4A7C15, tf.uint64)
-  h = _mix64(_mix64(seeds[:, 0] + golden) ^ seeds[:, 1])
+  golden = tf.constant(hashing.GOLDEN, tf.uint64)
+  h = hashing.mix64(hashing.mix64(seeds[:, 0] + golden) ^ seeds[:, 1])
   # The top 53 bits as a non-negative int64; 2**53 mod 162 makes the bias negligible.
   v = tf.bitcast(tf.bitwise.right_shift(h, tf.constant(11, tf.uint64)), tf.int64)
   span = 2 * PAD + 1

@@ -214,8 +214,8 @@ class StreamedImageNet:
     supplies the slice [p, p + 1) * batch_size / P of every global batch.
     """
     per_epoch = pipeline.steps_per_epoch(self.num_train, batch_size)
-    replicas, pipelines, pipeline_id = _context(input_context)
-    per_replica, local_replicas = _layout(batch_size, replicas, pipelines)
+    per_replica, local_replicas, pipelines, pipeline_id = pipeline.replica_layout(
+        batch_size, input_context)
     local_batch = per_replica * local_replicas
     shard = self.num_train // pipelines
     # shard >= per_epoch * local_batch: local_batch = batch_size / pipelines.
@@ -264,7 +264,7 @@ class StreamedImageNet:
     ds = ds.map(with_seeds).unbatch()
     ds = ds.map(example, num_parallel_calls=_DECODE_PARALLELISM, deterministic=True)
     ds = ds.batch(per_replica, drop_remainder=True)
-    return pipeline._fixed_parallelism(ds.prefetch(2))  # pylint: disable=protected-access
+    return pipeline.fixed_parallelism(ds.prefetch(2))
 
   def eval_batches(self, split, batch_size, max_examples=None, input_context=None):
     """Per-replica (images, labels, weights) batches of the first `max_examples` of `split`.
@@ -276,8 +276,8 @@ class StreamedImageNet:
     n = self.num_examples(split)
     if max_examples is not None:
       n = min(n, max_examples)
-    replicas, pipelines, pipeline_id = _context(input_context)
-    per_replica, local_replicas = _layout(batch_size, replicas, pipelines)
+    per_replica, local_replicas, _, pipeline_id = pipeline.replica_layout(
+        batch_size, input_context)
     local_batch = per_replica * local_replicas
     block = -(-n // batch_size) * local_batch
     start, stop = min(pipeline_id * block, n), min((pipeline_id + 1) * block, n)
@@ -295,24 +295,7 @@ class StreamedImageNet:
           example, num_parallel_calls=_DECODE_PARALLELISM, deterministic=True)
       ds = real.concatenate(ds)
     ds = ds.batch(per_replica, drop_remainder=True)
-    return pipeline._fixed_parallelism(ds.prefetch(2))  # pylint: disable=protected-access
-
-
-def _context(input_context):
-  if input_context is None:
-    return 1, 1, 0
-  return (input_context.num_replicas_in_sync, input_context.num_input_pipelines,
-          input_context.input_pipeline_id)
-
-
-def _layout(batch_size, replicas, pipelines):
-  """(per-replica batch, replicas fed by one pipeline)."""
-  if batch_size % replicas:
-    raise ValueError(f"batch {batch_size} is not divisible by {replicas} replicas")
-  if replicas % pipelines:
-    raise ValueError(f"{replicas} replicas cannot be spread evenly over {pipelines} input "
-                     "pipelines")
-  return batch_size // replicas, replicas // pipelines
+    return pipeline.fixed_parallelism(ds.prefetch(2))
 
 
 @base.register(TFDS_NAME)

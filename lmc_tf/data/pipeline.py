@@ -43,7 +43,24 @@ def example_seeds(augmentation_seed, step, batch_size):
 _PARALLELISM = max(2, min(8, os.cpu_count() or 2))
 
 
-def _fixed_parallelism(ds):
+def replica_layout(batch_size, input_context=None):
+  """How input pipeline `pipeline_id` feeds its replicas from a global batch of `batch_size`.
+
+  Returns (per-replica batch, replicas fed by this pipeline, pipelines, pipeline_id); without
+  an input context, one pipeline feeds one replica.
+  """
+  replicas = input_context.num_replicas_in_sync if input_context else 1
+  pipelines = input_context.num_input_pipelines if input_context else 1
+  pipeline_id = input_context.input_pipeline_id if input_context else 0
+  if batch_size % replicas:
+    raise ValueError(f"batch {batch_size} is not divisible by {replicas} replicas")
+  if replicas % pipelines:
+    raise ValueError(f"{replicas} replicas cannot be spread evenly over {pipelines} input "
+                     "pipelines")
+  return batch_size // replicas, replicas // pipelines, pipelines, pipeline_id
+
+
+def fixed_parallelism(ds):
   options = tf.data.Options()
   options.autotune.enabled = False
   return ds.with_options(options)
@@ -66,13 +83,7 @@ def train_dataset(data, batch_size, data_order_seed, augmentation_seed, start_st
   """
   n = data.num_train
   per_epoch = steps_per_epoch(n, batch_size)
-  replicas = input_context.num_replicas_in_sync if input_context else 1
-  pipelines = input_context.num_input_pipelines if input_context else 1
-  pipeline_id = input_context.input_pipeline_id if input_context else 0
-  if batch_size % replicas:
-    raise ValueError(f"global batch {batch_size} is not divisible by {replicas} replicas")
-  per_replica = batch_size // replicas
-  local_replicas = replicas // pipelines
+  per_replica, local_replicas, _, pipeline_id = replica_layout(batch_size, input_context)
   local_batch = per_replica * local_replicas
   x_all = tf.constant(data.x_train)
   y_all = tf.constant(data.y_train)
@@ -100,7 +111,7 @@ def train_dataset(data, batch_size, data_order_seed, augmentation_seed, start_st
   ds = tf.data.Dataset.range(first_epoch, last_epoch + 1).flat_map(epoch_batches)
   ds = ds.skip(start_step - first_epoch * per_epoch).take(num_steps)
   ds = ds.map(load, num_parallel_calls=_PARALLELISM, deterministic=True)
-  return _fixed_parallelism(ds.unbatch().prefetch(2))
+  return fixed_parallelism(ds.unbatch().prefetch(2))
 
 
 def eval_dataset(images, labels, data, batch_size, input_context=None):
@@ -109,13 +120,7 @@ def eval_dataset(images, labels, data, batch_size, input_context=None):
   The split is padded to whole global batches so every replica runs the same number of
   steps; weights mark the real examples, so counts and means stay exact.
   """
-  replicas = input_context.num_replicas_in_sync if input_context else 1
-  pipelines = input_context.num_input_pipelines if input_context else 1
-  pipeline_id = input_context.input_pipeline_id if input_context else 0
-  if batch_size % replicas:
-    raise ValueError(f"eval batch {batch_size} is not divisible by {replicas} replicas")
-  per_replica = batch_size // replicas
-  local_replicas = replicas // pipelines
+  per_replica, local_replicas, _, pipeline_id = replica_layout(batch_size, input_context)
   n = len(images)
   num_batches = -(-n // batch_size)
   x = tf.constant(images)
@@ -133,4 +138,4 @@ def eval_dataset(images, labels, data, batch_size, input_context=None):
 
   ds = tf.data.Dataset.range(num_batches).map(load, num_parallel_calls=_PARALLELISM,
                                               deterministic=True)
-  return _fixed_parallelism(ds.unbatch().prefetch(2)), num_batches
+  return fixed_parallelism(ds.unbatch().prefetch(2)), num_batches

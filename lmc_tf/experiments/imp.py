@@ -101,12 +101,10 @@ class _Imp:
 
   def train_parent(self, init_seed, k):
     """Trains W_0 to W_k of `init_seed` (k = 0: just saves W_0)."""
-    run = self.parent_run(init_seed, k)
-    finished = rundirs.is_finished(self.path(run))
-    instability.train_run(self.path(run), f"parent init {init_seed} to step {k}",
-                          init_seed=init_seed, end_step=k, keep_steps=[k],
-                          strategy=self.strategy, data=self.data, hparams=self.hparams)
-    return not finished
+    return instability.training_step(
+        self.path(self.parent_run(init_seed, k)), f"parent init {init_seed} to step {k}",
+        init_seed=init_seed, end_step=k, keep_steps=[k], strategy=self.strategy,
+        data=self.data, hparams=self.hparams)()
 
   def masks(self, seed, k, variant, level):
     """The mask of `variant` at `level`, from its file, or computed and saved (atomically)."""
@@ -139,17 +137,14 @@ class _Imp:
     the init of seed + REINIT_OFFSET, rewound to its own W_k)."""
     masks = self.masks(seed, k, "imp" if variant == "random_reinit" else variant, level)
     run_seed = seed + REINIT_OFFSET if variant == "random_reinit" else seed
-    run = self.run_name(variant, run_seed, k, masks)
-    finished = rundirs.is_finished(self.path(run))
     density = masks_lib.density(masks, self.ignore)
-    instability.train_run(
-        self.path(run),
+    return instability.training_step(
+        self.path(self.run_name(variant, run_seed, k, masks)),
         f"init {seed} k {k} level {level}/{self.levels} ({100 * density:.1f}%) {variant}",
         init_seed=run_seed,
         start_from=self.path(self.parent_run(run_seed, k), "checkpoints", f"ckpt-{k}"),
         start_step=k, masks=masks, strategy=self.strategy, data=self.data,
-        hparams=self.hparams)
-    return not finished
+        hparams=self.hparams)()
 
   def final_kernels(self, run):
     from lmc_tf.evaluation import interpolate  # pylint: disable=g-import-not-at-top

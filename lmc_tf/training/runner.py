@@ -227,8 +227,8 @@ class Trainer:
                   "per_replica_batch": self.hparams.batch_size // replicas,
                   "input_pipelines": self._input_pipelines,
                   "hosts": distribute.num_workers(self.strategy),
-                  "data_order_depends_on_input_pipelines": bool(
-                      getattr(self.data, "order_depends_on_input_pipelines", False))}
+                  "data_order_depends_on_input_pipelines":
+                      self.data.order_depends_on_input_pipelines}
     path = os.path.join(self.model_dir, RUN_CONFIG)
     if start > self.start_step and tf.io.gfile.exists(path):
       before = rundirs.read_json(path)
