@@ -1,24 +1,18 @@
-"""gin wiring: parse files and bindings, and record the operative config (SPEC §5, §9).
+"""gin wiring: parse files and bindings, with every configurable known up front (SPEC §5, §9).
 
-`import gin.tf` crashes on TF 2.21 (tf.estimator is gone), so the operative config is written
-here by hand: to `operative_config.gin` in the run directory and to `tf.summary.text`.
+The operative config is recorded by the jobs (experiments/common.py), once everything
+configurable has been built.
 """
 
 import logging as std_logging
 import os
 
 import gin
-import tensorflow as tf
 
-from lmc_tf.experiments import rundirs
+from lmc_tf.errors import ConfigError  # noqa: F401  (config.ConfigError, for callers)
 
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "gin_configs")
-OPERATIVE_CONFIG = "operative_config.gin"
-
-
-class ConfigError(ValueError):
-  """A gin file or binding that cannot be applied (unknown name, bad value, missing file)."""
 
 
 def quiet_logs():
@@ -38,15 +32,12 @@ def quiet_logs():
 def register_configurables():
   """Imports every module that defines a configurable, so gin knows all names up front."""
   # pylint: disable=g-import-not-at-top,unused-import
-  from lmc_tf import distribute  # noqa: F401
+  # The job table imports every job, and through them the runner, the model table (every
+  # model), the datasets and the strategy factory.
+  from lmc_tf import jobs  # noqa: F401
   from lmc_tf.data import cifar10  # noqa: F401
   from lmc_tf.data import imagenet  # noqa: F401
   from lmc_tf.data import mnist  # noqa: F401
-  from lmc_tf.experiments import jobs
-  from lmc_tf.models import registry
-  from lmc_tf.training import runner  # noqa: F401
-  registry.names()  # imports every model module
-  jobs.job_names()  # imports every job module
 
 
 def parse(gin_files=(), gin_bindings=(), search_paths=()):
@@ -68,22 +59,3 @@ def _findable(path, search_paths):
   return os.path.exists(path) or any(
       os.path.exists(os.path.join(d, path)) for d in (REPO_CONFIGS, *search_paths))
 
-
-def operative_config():
-  return gin.operative_config_str()
-
-
-def record_operative_config(model_dir, summary_writer=None):
-  """Writes the operative config to the run dir (atomically) and, if given, to TensorBoard.
-
-  Returns the config text. Call it once everything configurable has been built, so the config
-  holds every value that was used.
-  """
-  text = operative_config()
-  rundirs.write_text_atomic(os.path.join(model_dir, OPERATIVE_CONFIG), text)
-  if summary_writer is not None:
-    with summary_writer.as_default(step=0):
-      # Markdown code block, one line per binding, as TensorBoard's text plugin renders it.
-      tf.summary.text("operative_config", "\n".join("    " + l for l in text.splitlines()))
-    summary_writer.flush()
-  return text

@@ -30,7 +30,9 @@ def main(argv):
   from lmc_tf import config  # pylint: disable=g-import-not-at-top  (TF import is slow)
   if not FLAGS["verbosity"].present:
     config.quiet_logs()
-  from lmc_tf.experiments import jobs  # pylint: disable=g-import-not-at-top
+  from lmc_tf import files  # pylint: disable=g-import-not-at-top
+  from lmc_tf import jobs  # pylint: disable=g-import-not-at-top
+  from lmc_tf import layout  # pylint: disable=g-import-not-at-top
   from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
   try:
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_path)
@@ -41,15 +43,12 @@ def main(argv):
   except runner.NonFiniteLossError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(3)
-  from lmc_tf.experiments import rundirs  # pylint: disable=g-import-not-at-top
-  model_dir = rundirs.absolute(FLAGS.model_dir)
-  summary = os.path.join(model_dir, "summary.json")
-  if rundirs.is_finished(model_dir):
-    print(f"\nResults: {summary}")
+  model_dir = files.absolute(FLAGS.model_dir)
+  if layout.is_finished(model_dir):
+    print(f"\nResults: {layout.summary(model_dir)}")
   if isinstance(results, dict) and "test_accuracy" in results:
     print(f"Test accuracy: {results['test_accuracy']:.2f}% after {results['final_step']} steps")
   print(f"TensorBoard: tensorboard --logdir {model_dir}")
-
 
 def run():
   app.run(main)

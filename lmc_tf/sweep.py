@@ -53,7 +53,7 @@ def plan(config_text, model_dir, with_strategy=False):
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from lmc_tf import config  # pylint: disable=g-import-not-at-top
   from lmc_tf import distribute  # pylint: disable=g-import-not-at-top
-  from lmc_tf.experiments import jobs  # pylint: disable=g-import-not-at-top
+  from lmc_tf import jobs  # pylint: disable=g-import-not-at-top
   gin.clear_config()  # a Ray worker process runs many tasks
   config.parse([], config_text.splitlines())
   strategy = distribute.get_strategy() if with_strategy else tf.distribute.get_strategy()
@@ -119,7 +119,7 @@ def main(argv):
     raise app.UsageError("--gin_file and --model_dir are required")
   import gin  # pylint: disable=g-import-not-at-top
   from lmc_tf import config  # pylint: disable=g-import-not-at-top
-  from lmc_tf.experiments import rundirs  # pylint: disable=g-import-not-at-top
+  from lmc_tf import files  # pylint: disable=g-import-not-at-top
   if not FLAGS["verbosity"].present:
     config.quiet_logs()
   try:
@@ -129,7 +129,7 @@ def main(argv):
     sys.exit(2)
   # The whole config as text, includes resolved: every task parses exactly this.
   config_text = gin.config_str()
-  model_dir = rundirs.absolute(FLAGS.model_dir)
+  model_dir = files.absolute(FLAGS.model_dir)
   if FLAGS.dry_run:
     for step in plan(config_text, model_dir).steps:
       print(f"{step.key}" + (f"  <- {', '.join(step.deps)}" if step.deps else ""))

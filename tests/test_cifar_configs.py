@@ -8,8 +8,9 @@ import gin
 import pytest
 
 from lmc_tf import config
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
+from lmc_tf import jobs
+from lmc_tf import files
+from lmc_tf import layout
 from tests.conftest import REPO
 
 CONFIGS = os.path.join(REPO, "gin_configs")
@@ -103,7 +104,7 @@ def test_smoke_config_runs_end_to_end(path, tmp_path, cifar10_sample):
     assert sorted(summary["reset"]["test"]) == ["0", "2"]
     assert {"figure2_interpolation.png", "figure3_instability.png", "figure4_reset.png"} <= set(pngs)
   else:
-    assert rundirs.is_finished(str(tmp_path))
+    assert layout.is_finished(str(tmp_path))
     levels = gin.query_parameter("imp.levels")
     assert len(experiment["levels"]) == levels + 1
     sub = sorted(p.name for p in (tmp_path / "instability").iterdir())
@@ -113,5 +114,5 @@ def test_smoke_config_runs_end_to_end(path, tmp_path, cifar10_sample):
     else:
       assert variants == {"imp", *gin.query_parameter("imp.baselines_to_run")}
     for name in sub:
-      assert rundirs.read_json(tmp_path / "instability" / name / "summary.json")["pairs_done"] == 1
+      assert files.read_json(tmp_path / "instability" / name / "summary.json")["pairs_done"] == 1
     assert "accuracy_vs_density.png" in pngs and any(p.startswith("figure5") for p in pngs)

@@ -7,7 +7,7 @@ import gin
 import pytest
 
 from lmc_tf import config
-from lmc_tf.experiments import jobs
+from lmc_tf import jobs
 from tests.conftest import REPO
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "gin_configs", "**", "*.gin"), recursive=True))

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from lmc_tf import distribute
 from lmc_tf.training import runner
+from lmc_tf import layout
 from tests.conftest import PYTHON, REPO, TINY, free_ports, python_env
 
 WORKER = os.path.join(REPO, "tests", "multi_worker_train.py")
@@ -34,7 +35,7 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path, bind):
                                "strategy.num_cpu_devices = 2", "training.jit_compile = True")
   assert trainer.strategy.num_replicas_in_sync == 2
   # The configured batch is the global one: 2 replicas x 10 = 20 (TINY's training.batch_size).
-  recorded = json.load(open(tmp_path / "two" / runner.RUN_CONFIG))
+  recorded = json.load(open(tmp_path / "two" / layout.RUN_CONFIG))
   assert recorded == {"strategy": "MirroredStrategy", "replicas": 2, "global_batch": 20,
                       "per_replica_batch": 10, "input_pipelines": 1, "hosts": 1,
                       "data_order_depends_on_input_pipelines": False}

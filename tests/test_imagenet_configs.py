@@ -20,14 +20,15 @@ from lmc_tf import config
 from lmc_tf.data import base
 from lmc_tf.data import pipeline
 from lmc_tf.evaluation import interpolate
-from lmc_tf.experiments import imp
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
+from lmc_tf.experiments import imp_settings
+from lmc_tf import jobs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.pruning import masks as masks_lib
 from lmc_tf.training import runner
 from lmc_tf.training import schedules
+from lmc_tf import files
+from lmc_tf import layout
 from tests.conftest import REPO
 
 CONFIGS = os.path.join(REPO, "gin_configs")
@@ -90,7 +91,7 @@ def test_imagenet_configs_follow_table_1(network):
     if experiment == "_imp":
       assert gin.query_parameter("imp.density") == 0.3
       assert gin.query_parameter("imp.num_inits") == 3
-      assert tuple(gin.query_parameter("imp.baselines_to_run")) == imp.BASELINES
+      assert tuple(gin.query_parameter("imp.baselines_to_run")) == imp_settings.BASELINES
     if experiment == "_instability":
       assert (gin.query_parameter("instability.num_inits"),
               gin.query_parameter("instability.num_pairs")) == (3, 3)
@@ -149,10 +150,10 @@ def _run(name, model_dir, data_dir, job=None):
 def _check_run(run_dir, steps):
   """A finished smoke run: summary.json with a test accuracy, and the run config of a
   streamed dataset."""
-  summary = rundirs.read_json(os.path.join(run_dir, "summary.json"))
+  summary = files.read_json(os.path.join(run_dir, "summary.json"))
   assert summary["final_step"] == steps
   assert 0 <= summary["test_accuracy"] <= 100 and math.isfinite(summary["test_loss"])
-  run_config = rundirs.read_json(os.path.join(run_dir, runner.RUN_CONFIG))
+  run_config = files.read_json(os.path.join(run_dir, layout.RUN_CONFIG))
   assert run_config["data_order_depends_on_input_pipelines"] is True
   assert run_config["global_batch"] == 8
   return summary
@@ -169,7 +170,7 @@ def test_train_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   result = _run(network, tmp_path, imagenet_sample)
   summary = _check_run(str(tmp_path), 6)
   assert summary["test_accuracy"] == result["test_accuracy"]
-  assert os.path.exists(tmp_path / config.OPERATIVE_CONFIG)
+  assert os.path.exists(tmp_path / layout.OPERATIVE_CONFIG)
   if network != "inception_v3_imagenet":
     return
   # The auxiliary classifier trains (its kernels move from W_0)...
@@ -198,7 +199,7 @@ def test_instability_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   name = f"{network}_instability"
   result = _run(name, tmp_path, imagenet_sample)
   assert result["pairs"] == 1
-  manifest = rundirs.read_json(tmp_path / "instability.json")
+  manifest = files.read_json(tmp_path / "instability.json")
   (k,) = manifest["rewind_steps"]
   (pair,) = manifest["pairs"]
   for run in pair["copies"]:
@@ -206,11 +207,11 @@ def test_instability_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   splits = tuple(gin.query_parameter("evaluate.splits"))
   summary = _run(name, tmp_path, imagenet_sample, job="evaluate")
   assert summary["pairs_done"] == summary["pairs_total"] == 1
-  assert summary == rundirs.read_json(tmp_path / "summary.json")
+  assert summary == files.read_json(tmp_path / "summary.json")
   for split in splits:
     assert list(summary[split]) == [str(k)]
     assert math.isfinite(summary[split][str(k)]["instability_mean"])
-  metrics = rundirs.read_json(tmp_path / "pairs" / pair["id"] / "metrics.json")
+  metrics = files.read_json(tmp_path / "pairs" / pair["id"] / "metrics.json")
   assert len(metrics["alphas"]) == 3
   _run(name, tmp_path, imagenet_sample, job="report")
   report = sorted(p.name for p in (tmp_path / "report").iterdir())
@@ -223,8 +224,8 @@ def test_imp_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   name = f"{network}_imp"
   summary = _run(name, tmp_path, imagenet_sample)
   baselines = tuple(gin.query_parameter("imp.baselines_to_run"))
-  assert summary == rundirs.read_json(tmp_path / "summary.json")
-  record = rundirs.read_json(tmp_path / imp.RECORD)
+  assert summary == files.read_json(tmp_path / "summary.json")
+  record = files.read_json(tmp_path / layout.IMP_RECORD)
   (k,) = record["rewind_steps"]
   full, pruned = record["inits"]["0"][str(k)]
   assert (full["level"], full["density"]) == (0, 1.0)

@@ -14,8 +14,8 @@ import tensorflow_datasets as tfds
 
 from lmc_tf.data import base
 from lmc_tf.data import imagenet
-from lmc_tf.experiments import rundirs
 from lmc_tf.training import runner
+from lmc_tf import layout
 from tests.conftest import IMAGENET_TEST
 from tests.conftest import IMAGENET_TRAIN
 from tests.conftest import write_imagenet_tars
@@ -188,7 +188,7 @@ def test_manual_dir_prepares_the_dataset_on_first_load(tmp_path):
 
 
 def test_gin_caps_take_a_prefix_and_training_runs_end_to_end(bind, prepared, tmp_path):
-  assert "imagenet" in rundirs.SEMANTIC_CONFIGURABLES
+  assert "imagenet" not in layout.NOT_FINGERPRINTED
   bind("dataset.name = 'imagenet2012'", f"imagenet.data_dir = '{prepared[0]}'",
        "imagenet.image_size = 32", "imagenet.shuffle_buffer = 64",
        "dataset.max_train_examples = 40", "dataset.max_test_examples = 16",
@@ -206,7 +206,7 @@ def test_gin_caps_take_a_prefix_and_training_runs_end_to_end(bind, prepared, tmp
   result = trainer.train()
   assert result["final_step"] == 3 and np.isfinite(result["test_loss"])
   assert trainer.evaluator.num_examples == 16
-  with open(tmp_path / "run" / runner.RUN_CONFIG) as f:
+  with open(tmp_path / "run" / layout.RUN_CONFIG) as f:
     run_config = json.load(f)
   assert run_config["data_order_depends_on_input_pipelines"] is True
   assert (run_config["replicas"], run_config["input_pipelines"]) == (2, 1)

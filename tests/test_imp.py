@@ -10,11 +10,11 @@ import pytest
 from lmc_tf import config
 from lmc_tf.data import base as data_base
 from lmc_tf.evaluation import interpolate
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
+from lmc_tf import jobs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.pruning import masks as masks_lib
+from lmc_tf import files
 from tests.conftest import REPO
 
 SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_imp_smoke.gin")
@@ -46,7 +46,7 @@ def _model():
 
 
 def test_pruned_weights_are_zero_and_densities_follow_0_8_to_the_level(experiment):
-  record = rundirs.read_json(experiment / "imp.json")
+  record = files.read_json(experiment / "imp.json")
   levels = record["inits"]["0"]["0"]
   assert [e["level"] for e in levels] == [0, 1, 2, 3]
   model = _model()
@@ -67,7 +67,7 @@ def test_pruned_weights_are_zero_and_densities_follow_0_8_to_the_level(experimen
 
 
 def test_baselines_keep_what_they_should(experiment):
-  level = rundirs.read_json(experiment / "imp.json")["inits"]["0"]["0"][2]
+  level = files.read_json(experiment / "imp.json")["inits"]["0"]["0"][2]
   model = _model()
   load = lambda variant: {  # noqa: E731
       k: v for k, v in np.load(experiment / level["mask_files"][variant]).items()}
@@ -160,7 +160,7 @@ def test_subnetworks_rewound_to_k_are_the_ones_imp_found_rewinding_to_k(tmp_path
               "imp.instability_rewind_steps = [0, 20]",
               "imp.baselines_to_run = ['random_pruning', 'random_reinit']"]
   _run(tmp_path, None, *bindings)
-  record = rundirs.read_json(tmp_path / "imp.json")
+  record = files.read_json(tmp_path / "imp.json")
   imp_mask = {k: masks_lib.load(str(tmp_path / record["inits"]["0"][k][1]["mask_files"]["imp"]))
               for k in ("0", "20")}
   assert masks_lib.digest(imp_mask["0"]) != masks_lib.digest(imp_mask["20"])
@@ -171,7 +171,7 @@ def test_subnetworks_rewound_to_k_are_the_ones_imp_found_rewinding_to_k(tmp_path
   for k in ("0", "20"):
     for variant in ("imp", "random_reinit"):
       seed = 10000 if variant == "random_reinit" else 0
-      manifest = rundirs.read_json(
+      manifest = files.read_json(
           tmp_path / "instability" / f"{variant}-level01-init{seed}-k{k}" / "instability.json")
       assert manifest["mask"] == masks_lib.digest(imp_mask[k])
       assert manifest["rewind_steps"] == [int(k)]
@@ -181,7 +181,7 @@ def test_subnetworks_rewound_to_k_are_the_ones_imp_found_rewinding_to_k(tmp_path
       sub = tmp_path / "instability" / f"{variant}-level01-init{seed}-k{k}"
       assert (sub / parent / "checkpoints" / f"ckpt-{k}.index").exists()
       assert not list(sub.glob("runs/parent-*"))
-  random = rundirs.read_json(
+  random = files.read_json(
       tmp_path / "instability" / "random_pruning-level01-init0-k20" / "instability.json")
   random_mask = masks_lib.load(str(tmp_path / "masks" / "init0-k20"
                                    / "random_pruning_level01.npz"))

@@ -17,10 +17,11 @@ from lmc_tf.data import pipeline
 from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import interpolate
 from lmc_tf.experiments import instability
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
+from lmc_tf import jobs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
+from lmc_tf import files
+from lmc_tf import layout
 from tests.conftest import PYTHON, REPO, python_env
 
 SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_instability_smoke.gin")
@@ -98,12 +99,12 @@ def test_run_names_are_pinned():
                                             "runs/copy-3bef13c5d002"]
   # The gin values of the smoke config hash to a pinned name too.
   _parse()
-  assert rundirs.run_hash(rundirs.training_fingerprint()) == "a55378e793d6"
+  assert layout.run_hash(layout.training_fingerprint()) == "a55378e793d6"
   # Cadence and XLA do not change what a run computes, so they do not change its name.
   _parse("training.log_every = '10it'", "training.jit_compile = True")
-  assert rundirs.run_hash(rundirs.training_fingerprint()) == "a55378e793d6"
+  assert layout.run_hash(layout.training_fingerprint()) == "a55378e793d6"
   _parse("optimizer.learning_rate = 0.5")
-  assert rundirs.run_hash(rundirs.training_fingerprint()) != "a55378e793d6"
+  assert layout.run_hash(layout.training_fingerprint()) != "a55378e793d6"
 
 
 def test_plan_samples_seeds_and_variants():
@@ -145,7 +146,7 @@ def test_rewind_step_beyond_training_is_refused_before_training(tmp_path):
 
 
 def test_copies_share_w_k_and_differ_in_sgd_noise(experiment):
-  manifest = rundirs.read_json(experiment / "instability.json")
+  manifest = files.read_json(experiment / "instability.json")
   pair = next(p for p in manifest["pairs"] if p["rewind_step"] == 20)
   _parse()
   data = data_base.get_dataset()
@@ -171,10 +172,10 @@ def test_copies_share_w_k_and_differ_in_sgd_noise(experiment):
 
 
 def test_evaluator_endpoints_are_the_copies_own_errors(experiment):
-  manifest = rundirs.read_json(experiment / "instability.json")
+  manifest = files.read_json(experiment / "instability.json")
   for pair in manifest["pairs"]:
-    metrics = rundirs.read_json(experiment / "pairs" / pair["id"] / "metrics.json")
-    ends = [rundirs.read_json(experiment / run / "summary.json") for run in pair["copies"]]
+    metrics = files.read_json(experiment / "pairs" / pair["id"] / "metrics.json")
+    ends = [files.read_json(experiment / run / "summary.json") for run in pair["copies"]]
     assert metrics["test"]["errors"][0] == 100.0 - ends[0]["test_accuracy"]
     assert metrics["test"]["errors"][-1] == 100.0 - ends[1]["test_accuracy"]
     assert metrics["test"]["losses"][0] == pytest.approx(ends[0]["test_loss"], rel=1e-6)
@@ -227,11 +228,11 @@ def test_reset_schedule_and_every_epoch_through_to_the_report(tmp_path):
   _run(tmp_path, "evaluate", *bindings)
   summary = json.loads((tmp_path / "summary.json").read_text())
   assert sorted(summary["test"]) == ["20"] and sorted(summary["reset"]["test"]) == ["20"]
-  manifest = rundirs.read_json(tmp_path / "instability.json")
+  manifest = files.read_json(tmp_path / "instability.json")
   reset = next(p for p in manifest["pairs"] if p["variant"] == "reset")
   assert reset["end_step"] == 80  # T = 60 steps after k = 20, schedule restarted
   assert (tmp_path / reset["copies"][0] / "checkpoints" / "ckpt-80.index").exists()
-  metrics = rundirs.read_json(tmp_path / "pairs" / reset["id"] / "metrics.json")
+  metrics = files.read_json(tmp_path / "pairs" / reset["id"] / "metrics.json")
   # 600 examples / batch 20: an epoch is 30 steps; the copies pass 30 and 60 on the way.
   assert [e["step"] for e in metrics["per_epoch"]] == [30, 60]
   result = _run(tmp_path, "report", *bindings)
@@ -326,7 +327,7 @@ def test_a_mask_is_applied_to_w_k_before_the_copies_start(tmp_path):
   exp = tmp_path / "exp"
   _run(exp, "instability", f"instability.mask_file = '{tmp_path}/mask.npz'",
        "instability.rewind_steps = [20]")
-  manifest = rundirs.read_json(exp / "instability.json")
+  manifest = files.read_json(exp / "instability.json")
   assert manifest["mask"]
   for run in manifest["pairs"][0]["copies"]:
     for step in (20, 60):

@@ -13,10 +13,11 @@ from lmc_tf import distribute
 from lmc_tf.data import base as data_base
 from lmc_tf.evaluation import evaluator
 from lmc_tf.evaluation import interpolate
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
+from lmc_tf import jobs
 from lmc_tf.models import layers
 from lmc_tf.training import runner
+from lmc_tf import files
+from lmc_tf import layout
 from tests.conftest import REPO
 
 FOUR = ["strategy.name = 'mirrored'", "strategy.num_cpu_devices = 4"]
@@ -43,7 +44,7 @@ def test_resnet50_on_four_replicas_matches_one_device(tmp_path, bind):
   four, four_results = _train(tmp_path / "four", bind, *RESNET50, *FOUR)
   assert one.strategy.num_replicas_in_sync == 1 and four.strategy.num_replicas_in_sync == 4
   # Per-replica batch x replicas = the configured global batch.
-  recorded = json.load(open(tmp_path / "four" / runner.RUN_CONFIG))
+  recorded = json.load(open(tmp_path / "four" / layout.RUN_CONFIG))
   assert (recorded["per_replica_batch"], recorded["replicas"], recorded["global_batch"]) == (
       2, 4, 8)
   # Every variable, BatchNorm moving statistics included, moves as on one device: BatchNorm
@@ -69,7 +70,7 @@ def _imp(model_dir, *bindings):
   gin.clear_config()
   config.parse([SMOKE], IMP + list(bindings))
   jobs.run(str(model_dir))
-  return rundirs.read_json(os.path.join(model_dir, "imp.json"))["inits"]["0"]["0"]
+  return files.read_json(os.path.join(model_dir, "imp.json"))["inits"]["0"]["0"]
 
 
 def test_pruning_masks_and_interpolation_do_not_depend_on_the_replica_count(tmp_path):

@@ -9,11 +9,11 @@ import os
 import numpy as np
 import pytest
 
-from lmc_tf.experiments import jobs
+from lmc_tf import jobs
 from lmc_tf.experiments import report
-from lmc_tf.experiments import rundirs
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
+from lmc_tf import files
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ALPHAS = np.linspace(0.0, 1.0, 30)
@@ -283,8 +283,8 @@ def test_report_is_a_registered_job():
 
 def test_write_bytes_atomic_replaces_whole_files(tmp_path):
   path = str(tmp_path / "sub" / "x.bin")
-  rundirs.write_bytes_atomic(path, b"first")
-  rundirs.write_bytes_atomic(path, b"second")
+  files.write_bytes_atomic(path, b"first")
+  files.write_bytes_atomic(path, b"second")
   with open(path, "rb") as f:
     assert f.read() == b"second"
   assert os.listdir(tmp_path / "sub") == ["x.bin"]

@@ -8,7 +8,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from lmc_tf import config
-from lmc_tf.experiments import jobs
+from lmc_tf import jobs
 from lmc_tf.training import runner
 
 

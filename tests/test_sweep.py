@@ -8,7 +8,7 @@ import pytest
 
 from lmc_tf import config
 from lmc_tf import sweep
-from lmc_tf.experiments import rundirs
+from lmc_tf import files
 from tests.conftest import REPO
 
 CONFIGS = os.path.join(REPO, "gin_configs", "smoke")
@@ -69,7 +69,7 @@ def test_local_two_worker_ray_sweep_runs_every_run_once_and_a_rerun_does_nothing
     assert len({r["key"] for r in results}) == len(results)
     assert all(r["trained"] for r in results)
   # Every run of the plan finished, each trained in one session (one event file).
-  manifest = rundirs.read_json(os.path.join(instability_dir, "instability.json"))
+  manifest = files.read_json(os.path.join(instability_dir, "instability.json"))
   runs = {p["run"] for p in manifest["parents"].values()}
   runs |= {c for p in manifest["pairs"] for c in p["copies"]}
   assert {os.path.relpath(os.path.dirname(p), instability_dir)
@@ -79,7 +79,7 @@ def test_local_two_worker_ray_sweep_runs_every_run_once_and_a_rerun_does_nothing
       if not os.path.basename(run).startswith("parent"):
         assert len(glob.glob(os.path.join(run, "events", "train", "*"))) == 1, run
   # The driver wrote IMP's record and summary from the runs on disk, levels in order.
-  record = rundirs.read_json(os.path.join(imp_dir, "imp.json"))
+  record = files.read_json(os.path.join(imp_dir, "imp.json"))
   levels = record["inits"]["0"]["0"]
   assert [e["level"] for e in levels] == [0, 1, 2]
   assert set(levels[2]["runs"]) == {"imp", "random_pruning"}

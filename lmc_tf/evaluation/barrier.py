@@ -2,7 +2,17 @@
 
 import numpy as np
 
-STABLE_BELOW = 2.0  # percentage points: the paper's margin for "stable" (Section 2)
+STABLE_THRESHOLD_PP = 2.0  # stable: instability under 2 percentage points (Section 2)
+MATCHING_MARGIN_PP = 0.2  # matching: accuracy within 0.2 pp of the full network's (Section 5)
+
+
+def is_stable(instability):
+  return bool(instability < STABLE_THRESHOLD_PP)
+
+
+def is_matching(accuracy, full_accuracy):
+  """A subnetwork is matching when its accuracy is at least the full network's - 0.2 pp."""
+  return bool(full_accuracy is not None and accuracy >= full_accuracy - MATCHING_MARGIN_PP)
 
 
 def alphas(num_alphas):
@@ -29,7 +39,7 @@ def curve_metrics(errors, losses):
   instability = barrier(errors)
   return {"instability": instability,
           "loss_barrier": barrier(losses),
-          "stable": bool(instability < STABLE_BELOW),
+          "stable": is_stable(instability),
           "endpoint_error_mean": float(0.5 * (errors[0] + errors[-1])),
           "errors": [float(e) for e in errors],
           "losses": [float(l) for l in losses]}

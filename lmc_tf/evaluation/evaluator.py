@@ -1,44 +1,26 @@
-"""The `evaluate` job: a separate process that sweeps alpha over finished pairs of copies.
+"""Interpolating one pair of copies: the alpha sweep, its curve, barrier and distances.
 
-    python -m lmc_tf.main --gin_file=X.gin --model_dir=DIR --job=evaluate
-
-It reads DIR/instability.json (the instability job writes it before training), finds the
-pairs whose two copies have finished, and for each one linearly interpolates every variable
-(BatchNorm statistics included) at `num_alphas` evenly spaced alpha in [0, 1], measuring error
-and loss on the train and test sets. With `watch=True` it keeps polling for pairs until all
-are done or `timeout_s` passes, so it can run beside training.
-
-Each alpha point is written atomically as soon as it is measured (pairs/<id>/curve.json), so
-a killed evaluator restarts where it stopped. Per pair it then writes metrics.json
-(instability, loss barrier, distances) and refreshes DIR/summary.json.
+For a pair whose two copies have finished, every variable (BatchNorm statistics included) is
+interpolated linearly at evenly spaced alpha in [0, 1], and error and loss are measured on
+the train and test sets. Each alpha point is written atomically as soon as it is measured
+(layout.curve), so a killed evaluator restarts where it stopped; the pair's metrics.json
+(instability, loss barrier, distances) is written last. The `evaluate` job
+(experiments/evaluate.py) picks the pairs.
 """
 
-import io
 import os
-import time
 
-import gin
-import numpy as np
 import tensorflow as tf
 
-from lmc_tf import config
-from lmc_tf import distribute
-from lmc_tf.data import base as data_base
+from lmc_tf import files
+from lmc_tf import layout
 from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import distances
 from lmc_tf.evaluation import interpolate
-from lmc_tf.experiments import imp
-from lmc_tf.experiments import instability
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
-from lmc_tf.reporting import tables
 from lmc_tf.training import evaluate as evaluate_lib
-
-SUMMARY = "summary.json"
-PAIRS_DIR = "pairs"
-METRICS = "metrics.json"
+from lmc_tf.training import schedules
 
 
 class Sweeper:
@@ -64,8 +46,8 @@ class Sweeper:
     """Error and loss at every alpha; resumes from the points already in `path`."""
     alphas = [float(a) for a in alphas]
     done = {}
-    if tf.io.gfile.exists(path):
-      saved = rundirs.read_json(path)
+    if files.exists(path):
+      saved = files.read_json(path)
       if saved.get("alphas") == alphas:
         done = saved["points"]
         print(f"{os.path.basename(os.path.dirname(path))}: {len(done)}/{len(alphas)} alpha "
@@ -74,7 +56,7 @@ class Sweeper:
       if str(i) in done:
         continue
       done[str(i)] = self.measure(interpolate.interpolate(weights_a, weights_b, alpha))
-      rundirs.write_json_atomic(path, {"alphas": alphas, "points": done})
+      files.write_json_atomic(path, {"alphas": alphas, "points": done})
       if on_point:
         on_point(i, done[str(i)])
     return [done[str(i)] for i in range(len(alphas))]
@@ -85,33 +67,18 @@ def _curve_metrics(points, splits):
                                    [p[s]["loss"] for p in points]) for s in splits}
 
 
-def _final_checkpoint(model_dir, run, step):
-  return os.path.join(model_dir, run, "checkpoints", f"ckpt-{step}")
+def _checkpoint(model_dir, run, step):
+  return layout.checkpoint(layout.run_dir(model_dir, run), step)
 
 
-def _curve_png(alphas, metrics, title):
-  """One pair's error along the path, for TensorBoard's image tab."""
-  from matplotlib import figure  # pylint: disable=g-import-not-at-top  (slow import)
-  fig = figure.Figure(figsize=(5, 3.5))
-  ax = fig.subplots()
-  colors = {"train": "tab:purple", "test": "tab:red"}
-  for split, m in metrics.items():
-    ax.plot(alphas, m["errors"], color=colors.get(split),
-            label=f"{split} (instability {m['instability']:.2f} pp)")
-  ax.set_xlabel("interpolation α")
-  ax.set_ylabel("error (%)")
-  ax.set_title(title, fontsize=9)
-  ax.legend(fontsize=8)
-  fig.tight_layout()
-  buf = io.BytesIO()
-  fig.savefig(buf, format="png", dpi=100)
-  return buf.getvalue()
+def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits, curve_png=None):
+  """Sweeps one pair (and its epochs, for Appendix C); writes and returns its metrics.
 
-
-def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits):
-  """Sweeps one pair (and its epochs, for Appendix C); writes and returns its metrics."""
-  pair_dir = os.path.join(model_dir, PAIRS_DIR, pair["id"])
-  writer = tf.summary.create_file_writer(os.path.join(pair_dir, "events"))
+  curve_png(alphas, {split: metrics}, title) -> PNG bytes, if given, draws the pair's curve
+  for TensorBoard's image tab.
+  """
+  pair_id = pair["id"]
+  writer = tf.summary.create_file_writer(layout.events(layout.pair_dir(model_dir, pair_id)))
   run_a, run_b = pair["copies"]
   k, end = pair["start_step"], pair["end_step"]
 
@@ -121,10 +88,9 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits):
         tf.summary.scalar(f"interpolation/{split}_error", values["error"])
         tf.summary.scalar(f"interpolation/{split}_loss", values["loss"])
 
-  final_a = sweeper.load(_final_checkpoint(model_dir, run_a, end))
-  final_b = sweeper.load(_final_checkpoint(model_dir, run_b, end))
-  points = sweeper.sweep(final_a, final_b, alphas, os.path.join(pair_dir, "curve.json"),
-                         log_point)
+  final_a = sweeper.load(_checkpoint(model_dir, run_a, end))
+  final_b = sweeper.load(_checkpoint(model_dir, run_b, end))
+  points = sweeper.sweep(final_a, final_b, alphas, layout.curve(model_dir, pair_id), log_point)
   metrics = {key: pair[key] for key in ("id", "variant", "rewind_step", "init_seed", "pair")}
   metrics["alphas"] = [float(a) for a in alphas]
   metrics.update(_curve_metrics(points, splits))
@@ -133,26 +99,27 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits):
   if manifest["every_epoch"]:
     metrics["per_epoch"] = []
     spe = manifest["steps_per_epoch"]
-    for step in instability.epoch_steps(k, end, spe):
+    for step in schedules.epoch_steps(k, end, spe):
       if step == end:
         epoch_points = points
       else:
         epoch_points = sweeper.sweep(
-            sweeper.load(_final_checkpoint(model_dir, run_a, step)),
-            sweeper.load(_final_checkpoint(model_dir, run_b, step)), alphas,
-            os.path.join(pair_dir, f"curve_step{step}.json"))
+            sweeper.load(_checkpoint(model_dir, run_a, step)),
+            sweeper.load(_checkpoint(model_dir, run_b, step)), alphas,
+            layout.curve(model_dir, pair_id, step))
       per = _curve_metrics(epoch_points, splits)
       metrics["per_epoch"].append({"epoch": step // spe, "step": step, **{
           s: {key: v for key, v in m.items() if key not in ("errors", "losses")}
           for s, m in per.items()}})
 
-  png = _curve_png(metrics["alphas"], {s: metrics[s] for s in splits}, pair["id"])
   with writer.as_default(step=0):
-    tf.summary.image("interpolation_curve", tf.image.decode_png(png)[None])
+    if curve_png is not None:
+      png = curve_png(metrics["alphas"], {s: metrics[s] for s in splits}, pair_id)
+      tf.summary.image("interpolation_curve", tf.image.decode_png(png)[None])
     for split in splits:
       tf.summary.scalar(f"instability/{split}", metrics[split]["instability"])
   writer.flush()
-  rundirs.write_json_atomic(os.path.join(pair_dir, METRICS), metrics)
+  files.write_json_atomic(layout.metrics(model_dir, pair_id), metrics)
   return metrics
 
 
@@ -166,10 +133,10 @@ def pair_distances(sweeper, model_dir, manifest, pair, final_a, final_b):
     interpolate.assign(model, weights)
     masked[name] = distances.masked_trainable(model)
   # W_k as the copies received it (with their mask), and W_0 under the same mask.
-  sweeper.load(_final_checkpoint(model_dir, pair["copies"][0], k))
+  sweeper.load(_checkpoint(model_dir, pair["copies"][0], k))
   masks = layers.get_masks(model)
   masked["k"] = distances.masked_trainable(model)
-  sweeper.load(_final_checkpoint(model_dir, parent, 0))
+  sweeper.load(_checkpoint(model_dir, parent, 0))
   layers.set_masks(model, masks)
   masked["init"] = distances.masked_trainable(model)
   cosine, angle = distances.cosine(masked["a"], masked["b"])
@@ -186,103 +153,3 @@ def pair_distances(sweeper, model_dir, manifest, pair, final_a, final_b):
   result["loss_l2"] = distances.loss_l2(outputs[0][0], outputs[1][0])
   result["per_example_split"] = split
   return result
-
-
-def summarize(all_metrics, manifest):
-  """DIR/summary.json: per split and rewind step, the instability statistics (SPEC §6)."""
-  table = tables.aggregate(all_metrics)
-  summary = {"pairs_done": len(all_metrics), "pairs_total": len(manifest["pairs"])}
-  for variant, by_split in table.items():
-    target = summary if variant == "standard" else summary.setdefault(variant, {})
-    for split, by_k in by_split.items():
-      target[split] = {str(k): stats for k, stats in by_k.items()}
-  return summary
-
-
-def _ready(model_dir, pair):
-  return all(rundirs.is_finished(os.path.join(model_dir, run)) for run in pair["copies"])
-
-
-@jobs.register("evaluate")
-@gin.configurable("evaluate", denylist=["model_dir", "strategy"])
-def evaluate(model_dir, strategy, num_alphas=30, splits=("train", "test"),
-             eval_examples=None, batch_size=1000, watch=False, timeout_s=24 * 3600,
-             poll_s=10):
-  """Interpolates every finished pair of DIR's instability experiment.
-
-  Args:
-    num_alphas: evenly spaced alpha in [0, 1], endpoints included (the paper: 30).
-    splits: which sets to measure error and loss on.
-    eval_examples: use only the first this many examples of each split (quick configs).
-    batch_size: evaluation batch.
-    watch: keep polling for pairs that are still training, until all are done.
-    timeout_s: with watch, give up after this long without finishing.
-    poll_s: with watch, seconds between looks at the run directories.
-  """
-  manifest_path = os.path.join(model_dir, instability.MANIFEST)
-  if not tf.io.gfile.exists(manifest_path) and tf.io.gfile.exists(
-      os.path.join(model_dir, imp.RECORD)):
-    # An IMP experiment: evaluate the instability experiment of each subnetwork.
-    names = imp.sub_experiments(model_dir)
-    if not names:
-      raise FileNotFoundError(f"{model_dir} is an IMP experiment without instability "
-                              "experiments: set imp.instability_levels")
-    return {name: evaluate(os.path.join(model_dir, imp.INSTABILITY_DIR, name), strategy)
-            for name in names}
-  deadline = time.time() + timeout_s
-  while not tf.io.gfile.exists(manifest_path):
-    if not watch or time.time() > deadline:
-      raise FileNotFoundError(f"{manifest_path} not found: run the instability job in "
-                              f"{model_dir} first (or pass evaluate.watch=True)")
-    time.sleep(poll_s)
-  manifest = rundirs.read_json(manifest_path)
-  splits = tuple(splits)
-  unknown = [s for s in splits if s not in ("train", "test")]
-  if unknown:
-    raise ValueError(f"evaluate.splits: unknown split(s) {unknown}; use 'train' and 'test'")
-  alphas = barrier.alphas(num_alphas)
-  data = data_base.get_dataset()
-  sweeper = Sweeper(strategy, data, splits, eval_examples, batch_size)
-  chief = distribute.is_chief(strategy)
-  if chief:
-    rundirs.write_text_atomic(os.path.join(model_dir, "evaluate_operative_config.gin"),
-                              config.operative_config())
-  metrics = {}
-  started = time.time()
-  while True:
-    for pair in manifest["pairs"]:
-      metrics_path = os.path.join(model_dir, PAIRS_DIR, pair["id"], METRICS)
-      if pair["id"] in metrics:
-        continue
-      if tf.io.gfile.exists(metrics_path):
-        saved = rundirs.read_json(metrics_path)
-        if saved.get("alphas") == [float(a) for a in alphas]:
-          metrics[pair["id"]] = saved
-          continue
-      if not _ready(model_dir, pair):
-        continue
-      tic = time.time()
-      metrics[pair["id"]] = evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits)
-      line = ", ".join(f"{s} instability {metrics[pair['id']][s]['instability']:.2f} pp"
-                       for s in splits)
-      print(f"[{len(metrics)}/{len(manifest['pairs'])}] {pair['id']}: {line} "
-            f"({time.time() - tic:.1f} s)", flush=True)
-      if chief:
-        rundirs.write_json_atomic(os.path.join(model_dir, SUMMARY),
-                                  summarize(list(metrics.values()), manifest))
-    waiting = len(manifest["pairs"]) - len(metrics)
-    if not waiting or not watch:
-      break
-    if time.time() > deadline:
-      print(f"evaluate: timed out after {timeout_s} s with {waiting} pair(s) unfinished",
-            flush=True)
-      break
-    time.sleep(poll_s)
-    manifest = rundirs.read_json(manifest_path)  # the experiment may have been extended
-  if metrics and chief:
-    rundirs.write_json_atomic(os.path.join(model_dir, SUMMARY),
-                              summarize(list(metrics.values()), manifest))
-  print(f"Evaluated {len(metrics)}/{len(manifest['pairs'])} pair(s) in "
-        f"{time.time() - started:.0f} s; {len(manifest['pairs']) - len(metrics)} not ready.",
-        flush=True)
-  return summarize(list(metrics.values()), manifest) if metrics else {"pairs_done": 0}

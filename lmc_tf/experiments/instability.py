@@ -6,25 +6,22 @@ a mask is given) and train to T under different data orders and augmentations; w
 `reset_schedule` they train for T steps with the learning-rate schedule restarted at k
 (Figure 4). The evaluator (`--job=evaluate`) interpolates the finished pairs.
 
-Every run directory is named by the hash of what produced it (rundirs.run_hash), so a rerun
+Every run directory is named by the hash of what produced it (layout.run_name), so a rerun
 finds finished runs and skips them, and resumes an interrupted one from its checkpoint.
 
   DIR/instability.json   the plan: every parent, copy and pair, written before training
   DIR/runs/parent-<hash> DIR/runs/copy-<hash>   the training runs
 """
 
-import os
 import time
 
 import gin
-import numpy as np
-import tensorflow as tf
 
-from lmc_tf import config
 from lmc_tf import distribute
+from lmc_tf import files
+from lmc_tf import layout
 from lmc_tf.data import base as data_base
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
+from lmc_tf.experiments import common
 from lmc_tf.experiments import steps as steps_lib
 from lmc_tf.models import layers
 from lmc_tf.models import registry
@@ -32,7 +29,6 @@ from lmc_tf.pruning import masks as masks_lib
 from lmc_tf.training import runner
 from lmc_tf.training import schedules
 
-MANIFEST = "instability.json"
 VARIANTS = {False: ("standard",), True: ("reset",), "both": ("standard", "reset")}
 
 
@@ -62,7 +58,7 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
     seed = init_seed + i
     parent_spec = {"role": "parent", "train": fingerprint, "init_seed": seed,
                    "rewind_steps": rewind_steps}
-    parent = f"runs/parent-{rundirs.run_hash(parent_spec)}"
+    parent = layout.run_name("parent", parent_spec)
     parents[str(seed)] = {"run": parent, "init_seed": seed, "end_step": max(rewind_steps)}
     for variant in VARIANTS[reset_schedule]:
       for k in rewind_steps:
@@ -80,8 +76,8 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
               spec["every_epoch"] = True
             if mask_digest:
               spec["mask"] = mask_digest
-            copies.append(f"runs/copy-{rundirs.run_hash(spec)}")
-          pair_hash = rundirs.run_hash(copies)[:8]
+            copies.append(layout.run_name("copy", spec))
+          pair_hash = layout.run_hash(copies)[:8]
           pairs.append({
               "id": f"{variant}-k{k}-init{seed}-pair{j}-{pair_hash}", "variant": variant,
               "rewind_step": k, "init_seed": seed, "pair": j, "parent": parent,
@@ -95,11 +91,6 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
           "mask": mask_digest, "parents": parents, "pairs": pairs}
 
 
-def epoch_steps(start, end, steps_per_epoch):
-  """The epoch boundaries a copy passes after its start (Appendix C)."""
-  return [s for s in range(start + 1, end + 1) if s % steps_per_epoch == 0]
-
-
 def parent_key(init_seed):
   return f"parent-init{init_seed}"
 
@@ -111,32 +102,51 @@ def copy_key(pair, copy):
           f"-copy{copy}")
 
 
-def training_step(run_dir, label, **trainer_kwargs):
-  """A Step.run that trains one run (train_run) and says whether it had to."""
-  def run():
-    finished = rundirs.is_finished(run_dir)
-    train_run(run_dir, label, **trainer_kwargs)
-    return not finished
-  return run
+def _move_parents(manifest, parents_dir, model_dir):
+  """Points the manifest at parents that live in `parents_dir`; paths stay relative to
+  model_dir, for the evaluator and the report."""
+  moved = {p["run"]: files.relative(layout.run_dir(parents_dir, p["run"]), model_dir)
+           for p in manifest["parents"].values()}
+  for entry in list(manifest["parents"].values()) + manifest["pairs"]:
+    key = "run" if "run" in entry else "parent"
+    entry[key] = moved[entry[key]]
 
 
-def train_run(run_dir, label, **trainer_kwargs):
-  """Trains one run unless it is finished; writes its summary.json at the end."""
-  if rundirs.is_finished(run_dir):
-    print(f"{label}: finished already ({run_dir})", flush=True)
-    return rundirs.read_json(os.path.join(run_dir, "summary.json"))
-  print(f"{label}: training in {run_dir}", flush=True)
-  trainer = runner.Trainer(run_dir, **trainer_kwargs)
-  if trainer.is_chief:
-    config.record_operative_config(run_dir, trainer.summary_writer)
-  trainer.begin()
-  results = trainer.train()
-  if trainer.is_chief:
-    rundirs.write_json_atomic(os.path.join(run_dir, "summary.json"), results)
-  return results
+def _copies(manifest):
+  """{step key: (pair, run, seeds, copy index)}: each copy once (reset pairs from k = 0
+  share the standard pairs' copies)."""
+  copies = {}
+  for pair in manifest["pairs"]:
+    for c, (run, seeds) in enumerate(zip(pair["copies"], pair["seeds"])):
+      copies.setdefault(copy_key(pair, c), (pair, run, seeds, c))
+  return copies
 
 
-@jobs.register("instability")
+def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_epoch,
+                    **shared):
+  """Each parent's step, then its copies' steps, which read the parent's W_k."""
+  experiment_steps = []
+  for parent in manifest["parents"].values():
+    seed = parent["init_seed"]
+    parent_dir = layout.run_dir(model_dir, parent["run"])
+    experiment_steps.append(steps_lib.Step(parent_key(seed), common.training_step(
+        parent_dir, f"parent init {seed} to step {parent['end_step']}", init_seed=seed,
+        end_step=parent["end_step"], keep_steps=manifest["rewind_steps"], **shared)))
+    for n, (key, (pair, run, seeds, c)) in enumerate(copies.items()):
+      if pair["init_seed"] != seed:
+        continue
+      k, end = pair["rewind_step"], pair["end_step"]
+      experiment_steps.append(steps_lib.Step(key, common.training_step(
+          layout.run_dir(model_dir, run),
+          f"[{n + 1}/{len(copies)}] copy {c + 1} of {pair['id']}", init_seed=seed,
+          start_from=layout.checkpoint(parent_dir, k), start_step=k, end_step=end,
+          schedule_offset=k if pair["variant"] == "reset" else 0, masks=masks,
+          keep_steps=schedules.epoch_steps(k, end, steps_per_epoch) if every_epoch else (),
+          **seeds, **shared),
+          deps=(parent_key(seed),)))
+  return experiment_steps
+
+
 @gin.configurable("instability", denylist=["model_dir", "strategy", "parents_dir", "plan_only"])
 def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3,
                 init_seed=0, reset_schedule=False, every_epoch=False, mask_file=None,
@@ -168,53 +178,25 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
     # A mask that does not fit the model is an error now, not after the parents trained.
     layers.set_masks(registry.build_model(input_shape=data.image_shape,
                                           num_classes=data.num_classes), masks)
-  manifest = plan(rundirs.training_fingerprint(), steps, schedule.total,
+  manifest = plan(layout.training_fingerprint(), steps, schedule.total,
                   schedule.steps_per_epoch, num_inits, num_pairs, init_seed, reset_schedule,
                   every_epoch, digest)
   if parents_dir is not None:
-    # Paths in the manifest stay relative to model_dir, for the evaluator and the report.
-    moved = {p["run"]: os.path.relpath(os.path.join(parents_dir, p["run"]), model_dir)
-             for p in manifest["parents"].values()}
-    for entry in list(manifest["parents"].values()) + manifest["pairs"]:
-      key = "run" if "run" in entry else "parent"
-      entry[key] = moved[entry[key]]
-  chief = distribute.is_chief(strategy)
-  if chief:
-    rundirs.write_json_atomic(os.path.join(model_dir, MANIFEST), manifest)
-    rundirs.write_text_atomic(os.path.join(model_dir, config.OPERATIVE_CONFIG),
-                              config.operative_config())
-  common = dict(strategy=strategy, data=data, hparams=hparams)
-  copies = {}
-  for pair in manifest["pairs"]:
-    for c, (run, seeds) in enumerate(zip(pair["copies"], pair["seeds"])):
-      copies.setdefault(copy_key(pair, c), (pair, run, seeds, c))
-  experiment_steps = []
-  for parent in manifest["parents"].values():
-    seed = parent["init_seed"]
-    experiment_steps.append(steps_lib.Step(parent_key(seed), training_step(
-        os.path.join(model_dir, parent["run"]), f"parent init {seed} to step {parent['end_step']}",
-        init_seed=seed, end_step=parent["end_step"], keep_steps=manifest["rewind_steps"],
-        **common)))
-    for n, (key, (pair, run, seeds, c)) in enumerate(copies.items()):
-      if pair["init_seed"] != seed:
-        continue
-      k = pair["rewind_step"]
-      experiment_steps.append(steps_lib.Step(key, training_step(
-          os.path.join(model_dir, run),
-          f"[{n + 1}/{len(copies)}] copy {c + 1} of {pair['id']}", init_seed=seed,
-          start_from=os.path.join(model_dir, parent["run"], "checkpoints", f"ckpt-{k}"),
-          start_step=k, end_step=pair["end_step"],
-          schedule_offset=k if pair["variant"] == "reset" else 0, masks=masks,
-          keep_steps=(epoch_steps(k, pair["end_step"], schedule.steps_per_epoch)
-                      if every_epoch else ()), **seeds, **common),
-          deps=(parent_key(seed),)))
+    _move_parents(manifest, parents_dir, model_dir)
+  if distribute.is_chief(strategy):
+    files.write_json_atomic(layout.manifest(model_dir), manifest)
+    common.write_operative_config(model_dir)
+  copies = _copies(manifest)
+  experiment_steps = _training_steps(model_dir, manifest, copies, masks, every_epoch,
+                                     schedule.steps_per_epoch, strategy=strategy, data=data,
+                                     hparams=hparams)
   started = time.time()
 
   def finish():
     elapsed = time.time() - started
     print(f"Instability runs done in {elapsed:.0f} s: {len(manifest['parents'])} parent(s), "
           f"{len(copies)} copies. Next: --job=evaluate, then --job=report.", flush=True)
-    return {"manifest": os.path.join(model_dir, MANIFEST), "pairs": len(manifest["pairs"]),
+    return {"manifest": layout.manifest(model_dir), "pairs": len(manifest["pairs"]),
             "wall_time_s": round(elapsed, 1)}
 
   experiment = steps_lib.Experiment(experiment_steps, finish)

@@ -6,37 +6,36 @@ and Appendix C of the LMC paper as PNG, and the instability table as Markdown an
 partially evaluated experiment reports on the pairs that are done, and says how many those are.
 """
 
-import io
 import os
 
 import gin
-import tensorflow as tf
 
-from lmc_tf.evaluation import evaluator
-from lmc_tf.experiments import imp
-from lmc_tf.experiments import instability
-from lmc_tf.experiments import jobs
-from lmc_tf.experiments import rundirs
+from lmc_tf import files
+from lmc_tf import layout
+from lmc_tf.evaluation import barrier
+from lmc_tf.evaluation import imp_summary
 from lmc_tf.reporting import figures
+from lmc_tf.reporting import imp_figures
 from lmc_tf.reporting import tables
 
-REPORT_DIR = "report"
-DPI = 120
 
-
-def png_bytes(fig):
-  buffer = io.BytesIO()
-  fig.savefig(buffer, format="png", dpi=DPI)
-  return buffer.getvalue()
+def _write(model_dir, name, content):
+  """Writes report/<name> (a Figure as PNG, or text) atomically; returns its path."""
+  path = layout.report_file(model_dir, name)
+  if isinstance(content, str):
+    files.write_text_atomic(path, content)
+  else:
+    files.write_bytes_atomic(path, figures.png_bytes(content))
+  return path
 
 
 def load_manifest(model_dir):
-  path = os.path.join(model_dir, instability.MANIFEST)
-  if not tf.io.gfile.exists(path):
+  path = layout.manifest(model_dir)
+  if not files.exists(path):
     raise FileNotFoundError(
         f"{path} not found: {model_dir} is not an instability experiment yet. Run the "
         f"instability job first (--job=instability), then --job=evaluate, then --job=report.")
-  return rundirs.read_json(path)
+  return files.read_json(path)
 
 
 def load_metrics(model_dir, manifest):
@@ -44,9 +43,9 @@ def load_metrics(model_dir, manifest):
   finished = []
   for pair in manifest.get("pairs", []):
     # The evaluator writes metrics.json atomically, so one that exists is whole.
-    path = os.path.join(model_dir, evaluator.PAIRS_DIR, pair["id"], evaluator.METRICS)
-    if tf.io.gfile.exists(path):
-      finished.append(rundirs.read_json(path))
+    path = layout.metrics(model_dir, pair["id"])
+    if files.exists(path):
+      finished.append(files.read_json(path))
   return finished
 
 
@@ -66,11 +65,10 @@ def summary_lines(agg, used, total, title):
 def markdown_report(agg, used, total, title):
   return (f"# Instability: {title}\n\n"
           f"{used} of {total} pairs evaluated. Instability is the error barrier in percentage "
-          f"points; stable means instability_mean < {tables.STABLE_THRESHOLD_PP:g} pp.\n\n"
+          f"points; stable means instability_mean < {barrier.STABLE_THRESHOLD_PP:g} pp.\n\n"
           + tables.to_markdown(agg))
 
 
-@jobs.register("report")
 @gin.configurable("report", denylist=["model_dir", "strategy"])
 def report(model_dir, strategy, title=None):
   """Writes the instability figures and table for the experiment in `model_dir`.
@@ -87,7 +85,7 @@ def report(model_dir, strategy, title=None):
     FileNotFoundError: if the manifest is missing (the instability job has not run).
     ValueError: if the evaluator has not finished any pair yet.
   """
-  if tf.io.gfile.exists(os.path.join(model_dir, imp.RECORD)):
+  if files.exists(layout.imp_record(model_dir)):
     return imp_report(model_dir, strategy, title)
   del strategy
   manifest = load_manifest(model_dir)
@@ -95,7 +93,7 @@ def report(model_dir, strategy, title=None):
   metrics_list = load_metrics(model_dir, manifest)
   if not metrics_list:
     raise ValueError(f"The evaluator has not finished any of the {total} pairs in {model_dir} "
-                     f"(no {evaluator.PAIRS_DIR}/<id>/{evaluator.METRICS} yet): "
+                     f"(no {layout.PAIRS}/<id>/{layout.METRICS} yet): "
                      "run --job=evaluate first.")
   title = title or os.path.basename(os.path.normpath(model_dir))
   used = len(metrics_list)
@@ -115,105 +113,94 @@ def report(model_dir, strategy, title=None):
   if tables.per_epoch_curves(metrics_list):
     pictures["appendix_c_per_epoch.png"] = figures.appendix_c_per_epoch(metrics_list, title)
 
-  out_dir = os.path.join(model_dir, REPORT_DIR)
-  files = []
-  for name, fig in pictures.items():
-    path = os.path.join(out_dir, name)
-    rundirs.write_bytes_atomic(path, png_bytes(fig))
-    files.append(path)
-  path = os.path.join(out_dir, "instability.md")
-  rundirs.write_text_atomic(path, markdown_report(agg, used, total, title))
-  files.append(path)
-  path = os.path.join(out_dir, "instability.csv")
-  rundirs.write_text_atomic(path, tables.to_csv(agg))
-  files.append(path)
-
+  pictures["instability.md"] = markdown_report(agg, used, total, title)
+  pictures["instability.csv"] = tables.to_csv(agg)
+  written = [_write(model_dir, name, content) for name, content in pictures.items()]
   print("\n".join(summary_lines(agg, used, total, title)), flush=True)
-  print("Wrote:\n" + "\n".join(f"  {f}" for f in files), flush=True)
-  return {"files": files, "table": agg}
+  print("Wrote:\n" + "\n".join(f"  {f}" for f in written), flush=True)
+  return {"files": written, "table": agg}
 
 
 def imp_report(model_dir, strategy, title=None):
   """An IMP experiment: Table 2 and accuracy vs density, plus the instability report of each
   subnetwork experiment the evaluator has finished (DIR/instability/*)."""
   title = title or os.path.basename(os.path.normpath(model_dir))
-  files = []
-  for name in imp.sub_experiments(model_dir):
+  written = []
+  for sub in layout.sub_experiments(model_dir):
     try:
-      result = report(os.path.join(model_dir, imp.INSTABILITY_DIR, name), strategy,
-                      title=f"{title}: {name}")
+      result = report(sub.directory(model_dir), strategy, title=f"{title}: {sub.name}")
     except ValueError as e:
-      print(f"{name}: no instability report yet ({e})", flush=True)
+      print(f"{sub.name}: no instability report yet ({e})", flush=True)
       continue
-    files += result["files"]
-  summary = imp.summarize(model_dir, rundirs.read_json(os.path.join(model_dir, imp.RECORD)))
-  files += _subnetwork_figures(model_dir, summary, title)
-  rundirs.write_json_atomic(os.path.join(model_dir, "summary.json"), summary)
-  out_dir = os.path.join(model_dir, REPORT_DIR)
+    written += result["files"]
+  summary = imp_summary.summarize(model_dir, files.read_json(layout.imp_record(model_dir)))
+  written += _subnetwork_figures(model_dir, summary, title)
+  files.write_json_atomic(layout.summary(model_dir), summary)
   outputs = {"imp_levels.md": tables.imp_markdown(summary),
-             "imp_levels.csv": tables.imp_csv(summary)}
-  for name, text in outputs.items():
-    rundirs.write_text_atomic(os.path.join(out_dir, name), text)
-    files.append(os.path.join(out_dir, name))
-  path = os.path.join(out_dir, "accuracy_vs_density.png")
-  rundirs.write_bytes_atomic(path, png_bytes(figures.accuracy_vs_density(summary, title)))
-  files.append(path)
+             "imp_levels.csv": tables.imp_csv(summary),
+             "accuracy_vs_density.png": imp_figures.accuracy_vs_density(summary, title)}
+  written += [_write(model_dir, name, content) for name, content in outputs.items()]
   print(f"Table 2 row, {title}:", flush=True)
-  for line in imp.table_lines(summary):
+  for line in tables.table2_lines(summary):
     print("  " + line, flush=True)
   extreme = summary["extreme_sparsity"]
   print("Extreme sparsity (Appendix A): " + (
       f"{100 * extreme['density']:.1f}% of weights (level {extreme['level']}, "
       f"k = {extreme['rewind_step']})" if extreme else "no level is matching"), flush=True)
-  print("Wrote:\n" + "\n".join(f"  {f}" for f in files), flush=True)
-  return {"files": files, "summary": summary}
+  print("Wrote:\n" + "\n".join(f"  {f}" for f in written), flush=True)
+  return {"files": written, "summary": summary}
+
+
+def _subnetwork_metrics(model_dir):
+  """{level: [metrics of the copies trained to T, with variant = the subnetwork's]}."""
+  by_level = {}
+  for sub in layout.sub_experiments(model_dir):
+    sub_dir = sub.directory(model_dir)
+    for metrics in load_metrics(sub_dir, load_manifest(sub_dir)):
+      if metrics["variant"] == "standard":  # the copies trained to T; reset is Figure 4's
+        by_level.setdefault(sub.level, []).append(dict(metrics, variant=sub.variant))
+  return by_level
+
+
+def _level_figures(metrics_list, heading, reference):
+  """Figures 5 to 8 of one level's subnetworks."""
+  agg = tables.aggregate(metrics_list)
+  curves = tables.interpolation_curves(metrics_list)
+  first_k = min(k for v in curves.values() for by_k in v.values() for k in by_k)
+  pictures = {
+      "figure5_interpolation": imp_figures.subnetworks_interpolation(
+          curves, "test", first_k, f"{heading}, k = {first_k}"),
+      "figure6_instability": imp_figures.subnetworks_vs_k(
+          agg, "test", "instability", "test instability (pp)", heading, stable_line=True),
+      "figure7_test_error": imp_figures.subnetworks_vs_k(
+          agg, "test", "endpoint_error", "test error (%)", heading, reference)}
+  if any("train" in by_split for by_split in agg.values()):
+    pictures["figure8_train_error"] = imp_figures.subnetworks_vs_k(
+        agg, "train", "endpoint_error", "train error (%)", heading)
+  return pictures
 
 
 def _subnetwork_figures(model_dir, summary, title):
-  """Figures 5 to 8 for each level whose subnetworks had instability experiments."""
-  by_level = {}
-  for name in imp.sub_experiments(model_dir):
-    variant, _, rest = name.partition("-level")
-    sub_dir = os.path.join(model_dir, imp.INSTABILITY_DIR, name)
-    for metrics in load_metrics(sub_dir, load_manifest(sub_dir)):
-      if metrics["variant"] == "standard":  # the copies trained to T; reset is Figure 4's
-        by_level.setdefault(int(rest[:2]), []).append(dict(metrics, variant=variant))
+  """Figures 5 to 9 for each level whose subnetworks had instability experiments."""
+  by_level = _subnetwork_metrics(model_dir)
   full = summary["levels"][0]["test_accuracy"] if summary["levels"] else {}
   reference = None
   if "imp" in full:
     sd = summary["levels"][0]["test_accuracy_sd"]["imp"]
     reference = (100.0 - full["imp"], sd)
-  files = []
-  out_dir = os.path.join(model_dir, REPORT_DIR)
+  written = []
   density_of = {l["level"]: l["density"] for l in summary["levels"]}
   medians = {density_of[level]: tables.first_k_medians(m, summary["full_network_accuracy"])
              for level, m in by_level.items() if level in density_of}
   try:
-    fig = figures.figure9_first_k(medians, title)
+    fig = imp_figures.figure9_first_k(medians, title)
   except ValueError as e:
     print(f"Figure 9 not drawn: {e}", flush=True)
   else:
-    path = os.path.join(out_dir, "figure9_first_k.png")
-    rundirs.write_bytes_atomic(path, png_bytes(fig))
-    files.append(path)
+    written.append(_write(model_dir, "figure9_first_k.png", fig))
   for level, metrics_list in sorted(by_level.items()):
-    agg = tables.aggregate(metrics_list)
     density = next(l["density"] for l in summary["levels"] if l["level"] == level)
     heading = f"{title}: {100 * density:.1f}% of weights remain (level {level})"
-    pictures = {}
-    curves = tables.interpolation_curves(metrics_list)
-    first_k = min(k for v in curves.values() for by_k in v.values() for k in by_k)
-    pictures["figure5_interpolation"] = figures.subnetworks_interpolation(
-        curves, "test", first_k, f"{heading}, k = {first_k}")
-    pictures["figure6_instability"] = figures.subnetworks_vs_k(
-        agg, "test", "instability", "test instability (pp)", heading, stable_line=True)
-    pictures["figure7_test_error"] = figures.subnetworks_vs_k(
-        agg, "test", "endpoint_error", "test error (%)", heading, reference)
-    if any("train" in by_split for by_split in agg.values()):
-      pictures["figure8_train_error"] = figures.subnetworks_vs_k(
-          agg, "train", "endpoint_error", "train error (%)", heading)
-    for name, fig in pictures.items():
-      path = os.path.join(out_dir, f"{name}_level{level:02d}.png")
-      rundirs.write_bytes_atomic(path, png_bytes(fig))
-      files.append(path)
-  return files
+    for name, fig in _level_figures(metrics_list, heading, reference).items():
+      written.append(_write(model_dir, f"{name}_level{level:02d}.png", fig))
+  return written

@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from lmc_tf import hashing
 from lmc_tf.models import blocks
-from lmc_tf.models import registry
 
 BN_EPSILON = 1e-3
 _DROPOUT_SALT = 0x64726F70 * hashing.GOLDEN % 2**64  # "drop": this layer's own hash stream
@@ -206,6 +205,3 @@ def build(init, input_shape=(299, 299, 3), num_classes=1000, aux_logits=True,
   model.aux_loss_weight = float(aux_loss_weight)
   return model
 
-
-# The aux head is pruned like the rest unless layers_to_ignore names its layers (aux_*).
-registry.register("inception_v3")(build)

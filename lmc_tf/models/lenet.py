@@ -4,10 +4,8 @@ import gin
 import keras
 
 from lmc_tf.models import layers
-from lmc_tf.models import registry
 
 
-@registry.register("lenet_300_100", layers_to_ignore=("dense_out",))
 @gin.configurable("lenet", denylist=["init", "input_shape", "num_classes"])
 def build(init, input_shape=(28, 28, 1), num_classes=10, hidden=(300, 100)):
   inputs = keras.Input(shape=input_shape)

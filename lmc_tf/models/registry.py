@@ -1,41 +1,53 @@
 """Models by name, so gin can pick one: `model.name = 'lenet_300_100'`."""
 
 import dataclasses
+import functools
 from typing import Callable, Tuple
 
 import gin
 import tensorflow as tf
 
+from lmc_tf.models import inception_v3
 from lmc_tf.models import init as init_lib
+from lmc_tf.models import lenet
+from lmc_tf.models import resnet_cifar
+from lmc_tf.models import resnet_imagenet
+from lmc_tf.models import vgg
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelSpec:
   name: str
   build: Callable
-  layers_to_ignore: Tuple[str, ...]  # prunable layers that pruning leaves dense (SPEC §3)
+  layers_to_ignore: Tuple[str, ...] = ()  # prunable layers that pruning leaves dense (SPEC §3)
 
 
-_MODELS = {}
+def _table(*specs):
+  return {s.name: s for s in specs}
 
 
-def register(name, layers_to_ignore=()):
-  def wrap(build):
-    _MODELS[name] = ModelSpec(name, build, tuple(layers_to_ignore))
-    return build
-  return wrap
+# The model table. The model modules build networks and know nothing of this table.
+# Output layers: pruned for ResNets and Inception, left dense for LeNet and VGG (SPEC §3);
+# Inception's aux head is pruned like the rest unless layers_to_ignore names its layers.
+MODELS = _table(
+    ModelSpec("lenet_300_100", lenet.build, ("dense_out",)),
+    *(ModelSpec(f"resnet{d}", functools.partial(resnet_cifar.build, depth=d))
+      for d in resnet_cifar.DEPTHS),
+    *(ModelSpec(f"resnet{d}", functools.partial(resnet_imagenet.build, depth=d))
+      for d in resnet_imagenet.PLANS),
+    *(ModelSpec(p, functools.partial(vgg.build, plan_name=p), ("dense_out",))
+      for p in vgg.PLANS),
+    ModelSpec("inception_v3", inception_v3.build))
 
 
 def names():
-  _import_all()
-  return sorted(_MODELS)
+  return sorted(MODELS)
 
 
 def spec(name):
-  _import_all()
-  if name not in _MODELS:
-    raise ValueError(f"model.name={name!r}: unknown model; known: {sorted(_MODELS)}")
-  return _MODELS[name]
+  if name not in MODELS:
+    raise ValueError(f"model.name={name!r}: unknown model; known: {names()}")
+  return MODELS[name]
 
 
 @gin.configurable("model", denylist=["init_seed", "input_shape", "num_classes"])
@@ -76,11 +88,3 @@ def per_example_loss(model, outputs, labels):
     loss += model.aux_loss_weight * aux_loss
   return loss, logits
 
-
-def _import_all():
-  # Importing a model module registers it.
-  from lmc_tf.models import inception_v3  # noqa: F401
-  from lmc_tf.models import lenet  # noqa: F401
-  from lmc_tf.models import resnet_imagenet  # noqa: F401
-  from lmc_tf.models import resnet_cifar  # noqa: F401
-  from lmc_tf.models import vgg  # noqa: F401

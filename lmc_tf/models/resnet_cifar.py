@@ -9,7 +9,8 @@ import gin
 import keras
 
 from lmc_tf.models import blocks
-from lmc_tf.models import registry
+
+DEPTHS = (20, 56, 110)  # the registered depths; any 6n + 2 builds
 
 
 @gin.configurable("resnet_cifar", denylist=["init", "depth", "input_shape", "num_classes"])
@@ -30,9 +31,3 @@ def build(init, depth, input_shape=(32, 32, 3), num_classes=10, width_multiplier
   x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
   outputs = blocks.classifier(x, init, num_classes)
   return keras.Model(inputs, outputs, name=f"resnet{depth}")
-
-
-for _depth in (20, 56, 110):
-  # The output layer is pruned for ResNets (SPEC §3).
-  registry.register(f"resnet{_depth}")(
-      lambda init, _d=_depth, **kwargs: build(init, _d, **kwargs))

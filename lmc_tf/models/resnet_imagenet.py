@@ -12,7 +12,6 @@ import gin
 import keras
 
 from lmc_tf.models import blocks
-from lmc_tf.models import registry
 
 # depth: (blocks per stage, block builder)
 PLANS = {
@@ -43,9 +42,3 @@ def build(init, depth, input_shape=(224, 224, 3), num_classes=1000, width_multip
   x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
   outputs = blocks.classifier(x, init, num_classes)
   return keras.Model(inputs, outputs, name=f"resnet{depth}")
-
-
-for _depth in PLANS:
-  # The output layer is pruned for ResNets (SPEC §3).
-  registry.register(f"resnet{_depth}")(
-      lambda init, _d=_depth, **kwargs: build(init, _d, **kwargs))

@@ -8,7 +8,6 @@ import gin
 import keras
 
 from lmc_tf.models import blocks
-from lmc_tf.models import registry
 
 PLANS = {
     "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512],
@@ -37,9 +36,3 @@ def build(init, plan_name, input_shape=(32, 32, 3), num_classes=10, width_multip
   x = keras.layers.Flatten(name="flatten")(x)
   outputs = blocks.classifier(x, init, num_classes)
   return keras.Model(inputs, outputs, name=plan_name)
-
-
-for _plan in PLANS:
-  # The output layer is left dense for VGG (SPEC §3).
-  registry.register(_plan, layers_to_ignore=("dense_out",))(
-      lambda init, _p=_plan, **kwargs: build(init, _p, **kwargs))

@@ -17,11 +17,15 @@ def check_fraction(value, name):
     raise ValueError(f"{name}={value} must lie in [0, 1)")
 
 
+def check_density(value, name="target density"):
+  if not 0 < value <= 1:
+    raise ValueError(f"{name} {value} must lie in (0, 1]")
+
+
 def keep_count(total, fraction=0.2, level=None, density=None):
   """How many of `total` prunable weights survive: iterative level, or one-shot density."""
   if density is not None:
-    if not 0 < density <= 1:
-      raise ValueError(f"target density {density} must lie in (0, 1]")
+    check_density(density)
     return int(round(total * density))
   check_fraction(fraction, "pruning fraction")
   return int(round(total * (1.0 - fraction) ** level))

@@ -6,7 +6,7 @@ import io
 import numpy as np
 import tensorflow as tf
 
-from lmc_tf.experiments import rundirs
+from lmc_tf import files
 
 
 def prunable(masks, layers_to_ignore=()):
@@ -50,7 +50,7 @@ def save(path, masks):
   """Writes the masks to an .npz atomically."""
   buf = io.BytesIO()
   np.savez_compressed(buf, **{k: np.asarray(v, np.uint8) for k, v in masks.items()})
-  rundirs.write_bytes_atomic(path, buf.getvalue())
+  files.write_bytes_atomic(path, buf.getvalue())
 
 
 def load(path):

@@ -6,6 +6,7 @@ pyplot, so nothing here touches the global backend or the pyplot figure registry
 headless (Agg renders the PNG) and a figure is freed once the caller drops it.
 """
 
+import io
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from matplotlib import colormaps
 from matplotlib import ticker
 from matplotlib.figure import Figure
 
+from lmc_tf.evaluation import barrier
 from lmc_tf.reporting import tables
 
 # The paper's colours: train purple and test red (Figure 2); copies trained T−k steps blue and
@@ -38,14 +40,14 @@ def _samples_text(counts, per="point"):
   return f"n = {n} pair{'s' if high > 1 else ''} per {per}"
 
 
-def _compact(value):
+def compact(value):
   """Tick labels as the paper writes iterations: 500, 2K, 16K."""
   if value >= 1000 and value % 1000 == 0:
     return f"{int(value // 1000)}K"
   return f"{value:g}"
 
 
-def _rewind_axis(ax, rewind_steps):
+def rewind_axis(ax, rewind_steps):
   """A log-like x axis for rewind steps that still shows k = 0.
 
   A log axis cannot place k = 0, which is the point of Figure 3. symlog is linear from 0 to the
@@ -68,18 +70,18 @@ def _rewind_axis(ax, rewind_steps):
       ticks = sorted(set(ticks) | {linthresh, top})
   ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
   ax.xaxis.set_minor_locator(ticker.NullLocator())
-  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _compact(v)))
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: compact(v)))
   # Autoscaling pads in symlog space, which reaches far into negative k; pad by hand instead.
   ax.set_xlim(-0.2 * linthresh, max(max(rewind_steps), linthresh) * 1.3)
-  ax.set_xlabel(f"rewind step k (linear below {_compact(linthresh)}, log above)")
+  ax.set_xlabel(f"rewind step k (linear below {compact(linthresh)}, log above)")
 
 
-def _stable_line(ax):
-  ax.axhline(tables.STABLE_THRESHOLD_PP, color="0.35", linestyle="--", linewidth=1,
-             label=f"stable below ({tables.STABLE_THRESHOLD_PP:g} pp)")
+def stable_line(ax):
+  ax.axhline(barrier.STABLE_THRESHOLD_PP, color="0.35", linestyle="--", linewidth=1,
+             label=f"stable below ({barrier.STABLE_THRESHOLD_PP:g} pp)")
 
 
-def _band(ax, x, mean, sd, color, label, marker=None):
+def band(ax, x, mean, sd, color, label, marker=None):
   """A mean line with a ±1 sd band, as the paper draws every curve."""
   mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
   ax.plot(x, mean, color=color, label=label, marker=marker, markersize=4, linewidth=1.5)
@@ -127,11 +129,11 @@ def figure2_interpolation(metrics_list, variant="standard", title=None, ncols=4)
       curve = curves[split].get(step)
       if curve is None:
         continue
-      _band(ax, curve["alphas"], curve["error_mean"], curve["error_sd"], SPLIT_COLORS.get(split),
+      band(ax, curve["alphas"], curve["error_mean"], curve["error_sd"], SPLIT_COLORS.get(split),
             split)
       samples = max(samples, curve["samples"])
     counts.append(samples)
-    ax.set_title(f"k = {_compact(step)} (n = {samples})", fontsize=10)
+    ax.set_title(f"k = {compact(step)} (n = {samples})", fontsize=10)
     ax.set_xlim(0, 1)
     ax.grid(alpha=0.3)
   for i, ax in enumerate(axes):
@@ -168,10 +170,10 @@ def figure3_instability(agg, variant="standard", title=None):
     ks = sorted(by_step)
     steps.update(ks)
     counts.extend(by_step[k]["samples"] for k in ks)
-    _band(ax, ks, [by_step[k]["instability_mean"] for k in ks],
+    band(ax, ks, [by_step[k]["instability_mean"] for k in ks],
           [by_step[k]["instability_sd"] for k in ks], SPLIT_COLORS.get(split), split, marker="o")
-  _stable_line(ax)
-  _rewind_axis(ax, sorted(steps))
+  stable_line(ax)
+  rewind_axis(ax, sorted(steps))
   ax.set_ylabel("instability (pp)")
   ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
   ax.grid(alpha=0.3)
@@ -205,16 +207,16 @@ def figure4_reset(agg, title=None):
         continue
       steps.update(ks)
       counts.extend(by_step[k]["samples"] for k in ks)
-      _band(ax, ks, [by_step[k]["instability_mean"] for k in ks],
+      band(ax, ks, [by_step[k]["instability_mean"] for k in ks],
             [by_step[k]["instability_sd"] for k in ks], VARIANT_COLORS[variant],
             VARIANT_LABELS[variant], marker="o")
-    _stable_line(ax)
+    stable_line(ax)
     ax.set_title(f"{split} set", fontsize=10)
     ax.set_ylabel("instability (pp)")
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     ax.grid(alpha=0.3)
   for ax in axes:
-    _rewind_axis(ax, sorted(steps))
+    rewind_axis(ax, sorted(steps))
   # Below the panels: inside, the long variant labels would cover the early-k curves.
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside lower center", ncols=len(labels) if len(axes) > 1 else 1,
@@ -257,8 +259,8 @@ def appendix_c_per_epoch(metrics_list, title=None):
         counts.extend(curve["samples"])
         # Means only: with one line per k, ±sd bands would bury each other.
         ax.plot(curve["epochs"], curve["instability_mean"], color=colors[step],
-                label=f"k = {_compact(step)}", linewidth=1.5)
-      _stable_line(ax)
+                label=f"k = {compact(step)}", linewidth=1.5)
+      stable_line(ax)
       ax.set_title(f"{variant}, {split} set", fontsize=10)
       ax.set_ylabel("instability (pp)")
       ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
@@ -276,142 +278,26 @@ def appendix_c_per_epoch(metrics_list, title=None):
   return fig
 
 
-def accuracy_vs_density(summary, title=None):
-  """Test accuracy of IMP and its baselines against density (log x, sparser to the right),
-  with the full network and the matching margin (full - 0.2 pp) as lines."""
-  fig = Figure(figsize=(6.5, 4.2))
+DPI = 120
+
+
+def png_bytes(fig, dpi=DPI):
+  """The figure rendered as PNG (Agg), for files and TensorBoard images."""
+  buffer = io.BytesIO()
+  fig.savefig(buffer, format="png", dpi=dpi)
+  return buffer.getvalue()
+
+
+def pair_curve(alphas, metrics, title):
+  """One pair's error along the path, per split (the evaluator's TensorBoard image)."""
+  fig = Figure(figsize=(5, 3.5))
   ax = fig.subplots()
-  levels = summary["levels"]
-  density = [100 * l["density"] for l in levels]
-  colors = {"imp": "tab:blue", "random_pruning": "tab:orange", "random_reinit": "tab:green",
-            "snip": "tab:purple"}
-  for variant, name in tables.IMP_VARIANTS:
-    points = [(d, l["test_accuracy"][variant]) for d, l in zip(density, levels)
-              if variant in l["test_accuracy"]]
-    if points:
-      ax.plot(*zip(*points), marker="o", markersize=3, color=colors[variant], label=name)
-  if len(summary.get("rewind_steps", [])) > 1:
-    # Figure 10: the best IMP subnetwork over every rewind step, at each density.
-    best = [max(l["imp_by_rewind_step"].values()) for l in levels]
-    ax.plot(density, best, marker="o", markersize=3, color="tab:red",
-            label=f"IMP, best of k in {summary['rewind_steps']}")
-  full = summary["full_network_accuracy"]
-  if full is not None:
-    sd = levels[0]["test_accuracy_sd"].get("imp", 0.0) if levels else 0.0
-    ax.axhspan(full - sd, full + sd, color="0.6", alpha=0.3, linewidth=0)
-    ax.axhline(full, color="0.3", linewidth=1, label=f"full network ({full:.2f}%)")
-    ax.axhline(full - 0.2, color="0.3", linewidth=1, linestyle="--",
-               label="matching: full − 0.2 pp")
-  ax.set_xscale("log")
-  ax.invert_xaxis()
-  ticks = density[::max(1, math.ceil(len(density) / 8))]
-  ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-  ax.xaxis.set_minor_locator(ticker.NullLocator())
-  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-  ax.set_xlabel("weights remaining (%)")
-  ax.set_ylabel("test accuracy (%)")
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8)
-  extreme = summary.get("extreme_sparsity")
-  if extreme:
-    ax.axvline(100 * extreme["density"], color="tab:red", linestyle=":", linewidth=1,
-               label=f"extreme sparsity ({100 * extreme['density']:.1f}%)")
-    ax.legend(fontsize=8)
-  ax.set_title(f"{title or 'IMP'}: accuracy vs density (baselines at k = "
-               f"{summary['rewind_step']})", fontsize=10)
-  fig.tight_layout()
-  return fig
-
-
-SUBNETWORK_COLORS = {"imp": "tab:blue", "random_pruning": "tab:orange",
-                     "random_reinit": "tab:green", "snip": "tab:purple"}
-
-
-def subnetworks_vs_k(agg, split, stat, ylabel, title, reference=None, stable_line=False):
-  """Figures 6, 7 and 8: one line per subnetwork (IMP and baselines) against rewind step k.
-
-  Args:
-    agg: `tables.aggregate` of metrics whose `variant` is the subnetwork's name.
-    split: 'train' or 'test'.
-    stat: 'instability' (Figure 6) or 'endpoint_error' (Figures 7 and 8).
-    reference: (mean, sd) of the full network's error, drawn as a gray band (Figure 7).
-  """
-  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-  ax = fig.subplots()
-  steps = set()
-  for variant in tables.variant_order(agg):
-    by_k = agg[variant].get(split, {})
-    if not by_k:
-      continue
-    ks = sorted(by_k)
-    steps.update(ks)
-    mean = [by_k[k][f"{stat}_mean"] for k in ks]
-    sd = [by_k[k].get(f"{stat}_sd", 0.0) for k in ks]
-    _band(ax, ks, mean, sd, SUBNETWORK_COLORS.get(variant), variant, marker="o")
-  if not steps:
-    raise ValueError(f"no subnetwork has {split} results to draw")
-  if reference is not None:
-    ax.axhspan(reference[0] - reference[1], reference[0] + reference[1], color="0.6",
-               alpha=0.35, label="full network ± sd")
-    ax.axhline(reference[0], color="0.4", linewidth=1)
-  if stable_line:
-    _stable_line(ax)
-  _rewind_axis(ax, sorted(steps))
-  ax.set_ylabel(ylabel)
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8)
-  ax.set_title(title, fontsize=10)
-  return fig
-
-
-def subnetworks_interpolation(curves, split, step, title):
-  """Figure 5: error along the linear path between copies of each subnetwork, at one k."""
-  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-  ax = fig.subplots()
-  drawn = False
-  for variant in tables.variant_order(curves):
-    curve = curves[variant].get(split, {}).get(step)
-    if curve is None:
-      continue
-    _band(ax, curve["alphas"], curve["error_mean"], curve["error_sd"],
-          SUBNETWORK_COLORS.get(variant), f"{variant} (n = {curve['samples']})")
-    drawn = True
-  if not drawn:
-    raise ValueError(f"no subnetwork has {split} interpolation curves at k = {step}")
+  for split, m in metrics.items():
+    ax.plot(alphas, m["errors"], color=SPLIT_COLORS.get(split),
+            label=f"{split} (instability {m['instability']:.2f} pp)")
   ax.set_xlabel("interpolation α")
-  ax.set_ylabel(f"{split} error (%)")
-  ax.grid(True, alpha=0.3)
+  ax.set_ylabel("error (%)")
+  ax.set_title(title, fontsize=9)
   ax.legend(fontsize=8)
-  ax.set_title(title, fontsize=10)
-  return fig
-
-
-def figure9_first_k(medians_by_density, title):
-  """Figure 9: median rewind step at which IMP and random pruning become stable and matching,
-  against density. `medians_by_density` is {density (0-1): tables.first_k_medians(...)}."""
-  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
-  ax = fig.subplots()
-  densities = sorted(medians_by_density, reverse=True)
-  drawn = []
-  for variant in ("imp", "random_pruning"):
-    for criterion, style in (("stable", "-"), ("matching", "--")):
-      points = [(100 * d, medians_by_density[d][variant][criterion]) for d in densities
-                if variant in medians_by_density[d]
-                and medians_by_density[d][variant][criterion] is not None]
-      if points:
-        ax.plot(*zip(*points), linestyle=style, marker="o", markersize=4,
-                color=SUBNETWORK_COLORS[variant], label=f"{variant} {criterion}")
-        drawn += [k for _, k in points]
-  if not drawn:
-    raise ValueError("no subnetwork became stable or matching at any rewind step")
-  ax.set_xscale("log")
-  ax.invert_xaxis()
-  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-  ax.set_yscale("symlog", linthresh=max(1, min([k for k in drawn if k > 0] or [1])))
-  ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: _compact(v)))
-  ax.set_xlabel("weights remaining (%)")
-  ax.set_ylabel("median rewind step k")
-  ax.grid(True, alpha=0.3)
-  ax.legend(fontsize=8)
-  ax.set_title(f"{title}: when subnetworks become stable and matching", fontsize=10)
+  fig.tight_layout()
   return fig

@@ -11,8 +11,6 @@ import numpy as np
 
 from lmc_tf.evaluation import barrier
 
-STABLE_THRESHOLD_PP = barrier.STABLE_BELOW  # stable: mean instability under 2 pp (Section 2)
-
 # Rows read train before test, as in the paper's figures; a new split sorts after these.
 SPLIT_ORDER = ("train", "test")
 
@@ -28,10 +26,6 @@ def _sd(values):
 def _mean_of(results, key):
   values = [r[key] for r in results if r.get(key) is not None]
   return float(np.mean(values)) if values else float("nan")
-
-
-def is_stable(instability_mean):
-  return bool(instability_mean < STABLE_THRESHOLD_PP)
 
 
 def variant_order(variants):
@@ -85,7 +79,7 @@ def aggregate(metrics_list):
             "endpoint_error_mean": _mean_of(results, "endpoint_error_mean"),
             "endpoint_error_sd": _sd([r["endpoint_error_mean"] for r in results
                                       if r.get("endpoint_error_mean") is not None]),
-            "stable": is_stable(mean),
+            "stable": barrier.is_stable(mean),
             "samples": len(instabilities),
         }
   return agg
@@ -194,6 +188,7 @@ def per_epoch_curves(metrics_list):
   return curves
 
 
+# Table 2's columns: each variant and its label.
 IMP_VARIANTS = (("imp", "IMP"), ("random_pruning", "Rand Prune"),
                 ("random_reinit", "Rand Reinit"), ("snip", "SNIP"))
 
@@ -210,7 +205,7 @@ def imp_rows(summary):
     for variant, _ in IMP_VARIANTS:
       row[variant] = acc.get(variant)
     row["delta_imp"] = acc["imp"] - full if full is not None else None
-    row["matching"] = bool(full is not None and acc["imp"] >= full - 0.2)
+    row["matching"] = barrier.is_matching(acc["imp"], full)
     for variant, by_k in level.get("instability", {}).items():
       for k, value in by_k.items():
         row[f"instability_{variant}_k{k}"] = value
@@ -269,9 +264,8 @@ def first_k_medians(metrics_list, full_accuracy, split="test"):
     firsts = {"stable": [], "matching": []}
     for points in by_sample.values():
       points.sort()
-      stable = [k for k, inst, _ in points if is_stable(inst)]
-      matching = [k for k, _, acc in points
-                  if full_accuracy is not None and acc >= full_accuracy - 0.2]
+      stable = [k for k, inst, _ in points if barrier.is_stable(inst)]
+      matching = [k for k, _, acc in points if barrier.is_matching(acc, full_accuracy)]
       firsts["stable"].append(stable[0] if stable else None)
       firsts["matching"].append(matching[0] if matching else None)
     n = len(by_sample)
@@ -280,3 +274,20 @@ def first_k_medians(metrics_list, full_accuracy, split="test"):
       reached = [k for k in ks if k is not None]
       out[variant][criterion] = float(np.median(reached)) if len(reached) > n / 2 else None
   return out
+
+
+def table2_lines(summary):
+  """Table 2 of the LMC paper from IMP's summary: the last level, against the full network."""
+  if not summary["levels"]:
+    return []
+  last = summary["levels"][-1]
+  acc = last["test_accuracy"]
+  full = summary["full_network_accuracy"]
+  cells = [f"density {100 * last['density']:.1f}%", f"Full {full:.2f}"]
+  for variant, name in IMP_VARIANTS:
+    if variant in acc:
+      cells.append(f"{name} {acc[variant]:.2f}")
+  if "imp" in acc:
+    cells.append(f"Δ IMP {acc['imp'] - full:+.2f}")
+    cells.append(f"Matching? {'Y' if barrier.is_matching(acc['imp'], full) else 'N'}")
+  return [" | ".join(cells)]

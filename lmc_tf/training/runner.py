@@ -10,7 +10,6 @@ import contextlib
 import dataclasses
 import datetime
 import os
-import shutil
 import time
 from typing import Optional, Sequence, Union
 
@@ -20,9 +19,10 @@ import numpy as np
 import tensorflow as tf
 
 from lmc_tf import distribute
+from lmc_tf import files
+from lmc_tf import layout
 from lmc_tf.data import base as data_base
 from lmc_tf.data import pipeline
-from lmc_tf.experiments import rundirs
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import evaluate
@@ -30,7 +30,6 @@ from lmc_tf.training import optimizers
 from lmc_tf.training import schedules
 
 Steps = Union[int, str]
-RUN_CONFIG = "run_config.json"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -179,11 +178,13 @@ class Trainer:
         model_dir, f".worker-{distribute.worker_id(self.strategy)}-tmp")
     self._write_dir = write_dir
     self.kept = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(write_dir, "checkpoints"), max_to_keep=None)
+        self.checkpoint, layout.checkpoint_dir(write_dir), max_to_keep=None,
+        checkpoint_name=layout.CHECKPOINT_PREFIX)
     self.resume = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(write_dir, "checkpoints", "resume"), max_to_keep=1)
+        self.checkpoint, layout.resume_dir(write_dir), max_to_keep=1,
+        checkpoint_name=layout.CHECKPOINT_PREFIX)
     self.summary_writer = (
-        tf.summary.create_file_writer(os.path.join(model_dir, "events", "train"))
+        tf.summary.create_file_writer(layout.events(model_dir, "train"))
         if self.is_chief else tf.summary.create_noop_writer())
     self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
                                              self.hparams.eval_batch_size)
@@ -198,7 +199,7 @@ class Trainer:
     """Restores this run's newest checkpoint, or else sets up its start; returns the step."""
     latest = [m.latest_checkpoint for m in (self.kept, self.resume) if m.latest_checkpoint]
     if latest:
-      path = max(latest, key=lambda p: int(p.rsplit("-", 1)[1]))
+      path = max(latest, key=layout.checkpoint_step)
       restore(self.checkpoint, path)
       print(f"Resuming from {path} (step {self.step})", flush=True)
       return self.step
@@ -215,7 +216,7 @@ class Trainer:
     manager.save(checkpoint_number=self.step)
 
   def _record_run_config(self, start):
-    """Writes RUN_CONFIG: how the run is spread over devices and hosts.
+    """Writes run_config.json: how the run is spread over devices and hosts.
 
     The global batch is the configured one whatever the replica count. A streamed dataset
     (ImageNet) shards its input by host, so its data order depends on the number of input
@@ -229,16 +230,16 @@ class Trainer:
                   "hosts": distribute.num_workers(self.strategy),
                   "data_order_depends_on_input_pipelines":
                       self.data.order_depends_on_input_pipelines}
-    path = os.path.join(self.model_dir, RUN_CONFIG)
+    path = layout.run_config(self.model_dir)
     if start > self.start_step and tf.io.gfile.exists(path):
-      before = rundirs.read_json(path)
+      before = files.read_json(path)
       if (run_config["data_order_depends_on_input_pipelines"]
           and before.get("input_pipelines") != run_config["input_pipelines"]):
         print(f"warning: {self.model_dir} started with {before.get('input_pipelines')} input "
               f"pipeline(s) and resumes with {run_config['input_pipelines']}; from step "
               f"{start} its data order differs from an uninterrupted run's", flush=True)
     if self.is_chief:
-      rundirs.write_json_atomic(path, run_config)
+      files.write_json_atomic(path, run_config)
 
   # -- the loop ---------------------------------------------------------------------------
 
@@ -335,15 +336,15 @@ class Trainer:
             flush=True)
     writer.flush()
     # The kept final checkpoint supersedes the resume ones.
-    shutil.rmtree(os.path.join(self._write_dir, "checkpoints", "resume"), ignore_errors=True)
+    files.rmtree(layout.resume_dir(self._write_dir))
     test = self.evaluator()
     if self.is_chief:
       with tf.summary.create_file_writer(
-          os.path.join(self.model_dir, "events", "eval")).as_default(step=self.step):
+          layout.events(self.model_dir, "eval")).as_default(step=self.step):
         tf.summary.scalar("accuracy", test["accuracy"])
         tf.summary.scalar("loss", test["loss"])
     if not self.is_chief:
-      shutil.rmtree(self._write_dir, ignore_errors=True)
+      files.rmtree(self._write_dir)
     return {"final_step": self.step, "test_accuracy": test["accuracy"],
             "test_loss": test["loss"], "density": density,
             **{f"train_{k}": v for k, v in train_metrics.items()}}

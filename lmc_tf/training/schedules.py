@@ -80,3 +80,8 @@ def make_schedule(base_lr, steps_per_epoch, total_steps, offset=0, warmup="0it",
     raise ValueError(f"lr_schedule.drop_factor={drop_factor} must be in (0, 1]")
   return PaperSchedule(base_lr, warmup_steps, drop_steps, drop_factor, total_steps,
                        decay_to, offset)
+
+
+def epoch_steps(start, end, steps_per_epoch):
+  """The epoch boundaries a run from `start` to `end` passes after its start (Appendix C)."""
+  return [s for s in range(start + 1, end + 1) if s % steps_per_epoch == 0]

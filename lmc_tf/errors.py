@@ -1,0 +1,5 @@
+"""The errors a user acts on, shared by every floor (main.py maps them to exit codes)."""
+
+
+class ConfigError(ValueError):
+  """A gin file or binding that cannot be applied (unknown name, bad value, missing file)."""

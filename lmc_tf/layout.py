@@ -1,0 +1,228 @@
+"""The on-disk contract: every file and directory name of a run and an experiment, once.
+
+Jobs ask this module where things go; the evaluator and the report ask it where things are,
+and never import the jobs (as open_lth's foundations/paths.py does for open_lth).
+
+  <run>/                           one training run (the train job's --model_dir, or runs/*)
+    checkpoints/ckpt-<step>        kept: rewind points, the start and the end
+    checkpoints/resume/ckpt-<step> the newest periodic checkpoint
+    events/{train,eval}/           TensorBoard
+    operative_config.gin  run_config.json  summary.json (written last: the run is finished)
+  <experiment>/
+    instability.json               the instability plan (parents, copies, pairs)
+    imp.json  masks/init<s>-k<k>/<variant>_level<L>.npz   IMP's levels and masks
+    runs/<role>-<hash>/            the runs, named by the hash of what they compute
+    pairs/<pair id>/{curve.json,curve_step<s>.json,metrics.json,events/}   the evaluator's
+    instability/<variant>-level<L>-init<s>-k<k>/   IMP's sub-experiments (experiments)
+    report/                        figures and tables
+    summary.json  operative_config.gin  evaluate_operative_config.gin
+
+Run names are hashes of what a run computes (`run_hash`, `training_fingerprint`); a test pins
+them, so old results stay findable.
+"""
+
+import dataclasses
+import hashlib
+import json
+import re
+
+import gin
+
+from lmc_tf import files
+
+SUMMARY = "summary.json"
+OPERATIVE_CONFIG = "operative_config.gin"
+EVALUATE_OPERATIVE_CONFIG = "evaluate_operative_config.gin"
+RUN_CONFIG = "run_config.json"
+CHECKPOINTS = "checkpoints"
+RESUME = "resume"
+CHECKPOINT_PREFIX = "ckpt"
+EVENTS = "events"
+RUNS = "runs"
+MANIFEST = "instability.json"
+IMP_RECORD = "imp.json"
+MASKS = "masks"
+PAIRS = "pairs"
+CURVE = "curve.json"
+METRICS = "metrics.json"
+INSTABILITY = "instability"
+REPORT = "report"
+
+
+# -- one run ------------------------------------------------------------------------------
+
+
+def summary(directory):
+  return files.join(directory, SUMMARY)
+
+
+def operative_config(directory):
+  return files.join(directory, OPERATIVE_CONFIG)
+
+
+def run_config(run_dir):
+  return files.join(run_dir, RUN_CONFIG)
+
+
+def checkpoint_dir(run_dir):
+  return files.join(run_dir, CHECKPOINTS)
+
+
+def resume_dir(run_dir):
+  return files.join(run_dir, CHECKPOINTS, RESUME)
+
+
+def checkpoint(run_dir, step):
+  """The kept checkpoint of `run_dir` at `step` (tf.train.CheckpointManager's naming)."""
+  return files.join(run_dir, CHECKPOINTS, f"{CHECKPOINT_PREFIX}-{int(step)}")
+
+
+def checkpoint_step(path):
+  """The step a checkpoint path names: ckpt-<step>."""
+  return int(path.rsplit("-", 1)[1])
+
+
+def events(directory, kind=None):
+  return files.join(directory, EVENTS, kind) if kind else files.join(directory, EVENTS)
+
+
+def is_finished(run_dir):
+  """A run is finished once its atomically written summary.json exists."""
+  return files.exists(summary(run_dir))
+
+
+def run_name(role, spec):
+  """`runs/<role>-<hash>`, relative to the experiment: the run that `spec` describes."""
+  return f"{RUNS}/{role}-{run_hash(spec)}"
+
+
+# -- one experiment -----------------------------------------------------------------------
+
+
+def run_dir(experiment_dir, name):
+  """The directory of run `name` (relative, as manifests hold them; may climb with '..')."""
+  return files.join(experiment_dir, name)
+
+
+def manifest(experiment_dir):
+  return files.join(experiment_dir, MANIFEST)
+
+
+def imp_record(experiment_dir):
+  return files.join(experiment_dir, IMP_RECORD)
+
+
+def pair_dir(experiment_dir, pair_id):
+  return files.join(experiment_dir, PAIRS, pair_id)
+
+
+def curve(experiment_dir, pair_id, step=None):
+  """The pair's interpolation curve at the end of training, or at an earlier `step`."""
+  name = CURVE if step is None else f"curve_step{int(step)}.json"
+  return files.join(experiment_dir, PAIRS, pair_id, name)
+
+
+def metrics(experiment_dir, pair_id):
+  return files.join(experiment_dir, PAIRS, pair_id, METRICS)
+
+
+def report_file(experiment_dir, name):
+  return files.join(experiment_dir, REPORT, name)
+
+
+def mask_file(init_seed, rewind_step, variant, level):
+  """IMP's mask of `variant` at `level`, relative to the experiment."""
+  return f"{MASKS}/init{init_seed}-k{rewind_step}/{variant}_level{level:02d}.npz"
+
+
+def sparsity_report(mask_path):
+  """The .json sparsity report beside a mask .npz."""
+  return mask_path[:-len(".npz")] + ".json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SubExperiment:
+  """An instability experiment of one IMP subnetwork: <experiment>/instability/<name>/."""
+  variant: str
+  level: int
+  init_seed: int
+  rewind_step: int
+
+  _NAME = re.compile(r"^(?P<variant>[a-z_]+)-level(?P<level>\d+)-init(?P<init_seed>\d+)"
+                     r"-k(?P<rewind_step>\d+)$")
+
+  @property
+  def name(self):
+    return f"{self.variant}-level{self.level:02d}-init{self.init_seed}-k{self.rewind_step}"
+
+  def directory(self, experiment_dir):
+    return files.join(experiment_dir, INSTABILITY, self.name)
+
+  @classmethod
+  def parse(cls, name):
+    match = cls._NAME.match(name)
+    if not match:
+      raise ValueError(f"{name!r} is not a sub-experiment name (variant-levelL-initS-kK)")
+    fields = match.groupdict()
+    return cls(fields.pop("variant"), **{k: int(v) for k, v in fields.items()})
+
+
+def sub_experiments(experiment_dir):
+  """IMP's sub-experiments under <experiment>/instability/ that have a manifest, in order."""
+  root = files.join(experiment_dir, INSTABILITY)
+  found = []
+  for name in files.listdir(root):
+    try:
+      sub = SubExperiment.parse(name)
+    except ValueError:
+      continue
+    if files.exists(manifest(sub.directory(experiment_dir))):
+      found.append(sub)
+  return found
+
+
+# -- names by hash ------------------------------------------------------------------------
+
+# Configurables that pick what to run and where, not what a run computes: the job and its
+# experiment-level arguments (they enter each run's spec explicitly: rewind step, seeds,
+# masks), the strategy, and the sweep launcher. Every other bound configurable, including
+# one added later, enters the fingerprint.
+NOT_FINGERPRINTED = frozenset({"experiment", "strategy", "train", "instability", "imp",
+                               "evaluate", "report", "sweep"})
+# Parameters of fingerprinted configurables that cannot change what a run computes:
+# logging, checkpoint cadence, loop length, eval batch, XLA, and where ImageNet lives.
+NOT_FINGERPRINTED_PARAMS = {
+    "training": frozenset({"checkpoint_steps", "checkpoint_every", "log_every",
+                           "steps_per_loop", "eval_batch_size", "jit_compile"}),
+    "imagenet": frozenset({"data_dir", "manual_dir"})}
+
+
+def _bound_configurables():
+  """(scope, configurable name) of every configurable with a binding in the parsed config."""
+  # gin has no public listing of what is bound; its config dict is keyed by (scope, selector).
+  names = set()
+  for scope, selector in gin.config._CONFIG:  # pylint: disable=protected-access
+    match = gin.config._REGISTRY.get_match(selector)  # pylint: disable=protected-access
+    names.add((scope, match.name if match else selector.rsplit(".", 1)[-1]))
+  return sorted(names)
+
+
+def training_fingerprint():
+  """The gin values bound for what a run computes (as open_lth does, only the values a config
+  sets: adding a parameter with a default keeps old hashes)."""
+  fingerprint = {}
+  for scope, name in _bound_configurables():
+    if name in NOT_FINGERPRINTED:
+      continue
+    selector = f"{scope}/{name}" if scope else name
+    bindings = {k: v for k, v in gin.get_bindings(selector).items()
+                if k not in NOT_FINGERPRINTED_PARAMS.get(name, ())}
+    if bindings:
+      fingerprint[selector] = bindings
+  return fingerprint
+
+
+def run_hash(spec):
+  """A short stable name for the run that `spec` (a JSON-able dict) describes."""
+  canonical = json.dumps(spec, sort_keys=True, separators=(",", ":"), default=repr)
+  return hashlib.sha256(canonical.encode()).hexdigest()[:12]

@@ -1,0 +1,156 @@
+"""The IMP figures of the LMC paper: accuracy against density (Table 2, Figure 10), and the
+subnetworks' interpolation, instability and error against k (Figures 5 to 9).
+
+Each function takes values (IMP's summary, `tables.aggregate`'s output, medians) and returns a
+matplotlib Figure; the `report` job renders and writes it.
+"""
+
+import math
+
+from matplotlib import ticker
+from matplotlib.figure import Figure
+
+from lmc_tf.evaluation import barrier
+from lmc_tf.reporting import figures
+from lmc_tf.reporting import tables
+
+
+def accuracy_vs_density(summary, title=None):
+  """Test accuracy of IMP and its baselines against density (log x, sparser to the right),
+  with the full network and the matching margin (full - 0.2 pp) as lines."""
+  fig = Figure(figsize=(6.5, 4.2))
+  ax = fig.subplots()
+  levels = summary["levels"]
+  density = [100 * l["density"] for l in levels]
+  colors = {"imp": "tab:blue", "random_pruning": "tab:orange", "random_reinit": "tab:green",
+            "snip": "tab:purple"}
+  for variant, name in tables.IMP_VARIANTS:
+    points = [(d, l["test_accuracy"][variant]) for d, l in zip(density, levels)
+              if variant in l["test_accuracy"]]
+    if points:
+      ax.plot(*zip(*points), marker="o", markersize=3, color=colors[variant], label=name)
+  if len(summary.get("rewind_steps", [])) > 1:
+    # Figure 10: the best IMP subnetwork over every rewind step, at each density.
+    best = [max(l["imp_by_rewind_step"].values()) for l in levels]
+    ax.plot(density, best, marker="o", markersize=3, color="tab:red",
+            label=f"IMP, best of k in {summary['rewind_steps']}")
+  full = summary["full_network_accuracy"]
+  if full is not None:
+    sd = levels[0]["test_accuracy_sd"].get("imp", 0.0) if levels else 0.0
+    ax.axhspan(full - sd, full + sd, color="0.6", alpha=0.3, linewidth=0)
+    ax.axhline(full, color="0.3", linewidth=1, label=f"full network ({full:.2f}%)")
+    ax.axhline(full - barrier.MATCHING_MARGIN_PP, color="0.3", linewidth=1, linestyle="--",
+               label=f"matching: full − {barrier.MATCHING_MARGIN_PP:g} pp")
+  ax.set_xscale("log")
+  ax.invert_xaxis()
+  ticks = density[::max(1, math.ceil(len(density) / 8))]
+  ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+  ax.xaxis.set_minor_locator(ticker.NullLocator())
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+  ax.set_xlabel("weights remaining (%)")
+  ax.set_ylabel("test accuracy (%)")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  extreme = summary.get("extreme_sparsity")
+  if extreme:
+    ax.axvline(100 * extreme["density"], color="tab:red", linestyle=":", linewidth=1,
+               label=f"extreme sparsity ({100 * extreme['density']:.1f}%)")
+    ax.legend(fontsize=8)
+  ax.set_title(f"{title or 'IMP'}: accuracy vs density (baselines at k = "
+               f"{summary['rewind_step']})", fontsize=10)
+  fig.tight_layout()
+  return fig
+
+
+SUBNETWORK_COLORS = {"imp": "tab:blue", "random_pruning": "tab:orange",
+                     "random_reinit": "tab:green", "snip": "tab:purple"}
+
+
+def subnetworks_vs_k(agg, split, stat, ylabel, title, reference=None, stable_line=False):
+  """Figures 6, 7 and 8: one line per subnetwork (IMP and baselines) against rewind step k.
+
+  Args:
+    agg: `tables.aggregate` of metrics whose `variant` is the subnetwork's name.
+    split: 'train' or 'test'.
+    stat: 'instability' (Figure 6) or 'endpoint_error' (Figures 7 and 8).
+    reference: (mean, sd) of the full network's error, drawn as a gray band (Figure 7).
+  """
+  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+  ax = fig.subplots()
+  steps = set()
+  for variant in tables.variant_order(agg):
+    by_k = agg[variant].get(split, {})
+    if not by_k:
+      continue
+    ks = sorted(by_k)
+    steps.update(ks)
+    mean = [by_k[k][f"{stat}_mean"] for k in ks]
+    sd = [by_k[k].get(f"{stat}_sd", 0.0) for k in ks]
+    figures.band(ax, ks, mean, sd, SUBNETWORK_COLORS.get(variant), variant, marker="o")
+  if not steps:
+    raise ValueError(f"no subnetwork has {split} results to draw")
+  if reference is not None:
+    ax.axhspan(reference[0] - reference[1], reference[0] + reference[1], color="0.6",
+               alpha=0.35, label="full network ± sd")
+    ax.axhline(reference[0], color="0.4", linewidth=1)
+  if stable_line:
+    figures.stable_line(ax)
+  figures.rewind_axis(ax, sorted(steps))
+  ax.set_ylabel(ylabel)
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=10)
+  return fig
+
+
+def subnetworks_interpolation(curves, split, step, title):
+  """Figure 5: error along the linear path between copies of each subnetwork, at one k."""
+  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+  ax = fig.subplots()
+  drawn = False
+  for variant in tables.variant_order(curves):
+    curve = curves[variant].get(split, {}).get(step)
+    if curve is None:
+      continue
+    figures.band(ax, curve["alphas"], curve["error_mean"], curve["error_sd"],
+          SUBNETWORK_COLORS.get(variant), f"{variant} (n = {curve['samples']})")
+    drawn = True
+  if not drawn:
+    raise ValueError(f"no subnetwork has {split} interpolation curves at k = {step}")
+  ax.set_xlabel("interpolation α")
+  ax.set_ylabel(f"{split} error (%)")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(title, fontsize=10)
+  return fig
+
+
+def figure9_first_k(medians_by_density, title):
+  """Figure 9: median rewind step at which IMP and random pruning become stable and matching,
+  against density. `medians_by_density` is {density (0-1): tables.first_k_medians(...)}."""
+  fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+  ax = fig.subplots()
+  densities = sorted(medians_by_density, reverse=True)
+  drawn = []
+  for variant in ("imp", "random_pruning"):
+    for criterion, style in (("stable", "-"), ("matching", "--")):
+      points = [(100 * d, medians_by_density[d][variant][criterion]) for d in densities
+                if variant in medians_by_density[d]
+                and medians_by_density[d][variant][criterion] is not None]
+      if points:
+        ax.plot(*zip(*points), linestyle=style, marker="o", markersize=4,
+                color=SUBNETWORK_COLORS[variant], label=f"{variant} {criterion}")
+        drawn += [k for _, k in points]
+  if not drawn:
+    raise ValueError("no subnetwork became stable or matching at any rewind step")
+  ax.set_xscale("log")
+  ax.invert_xaxis()
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+  ax.set_yscale("symlog", linthresh=max(1, min([k for k in drawn if k > 0] or [1])))
+  ax.yaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: figures.compact(v)))
+  ax.set_xlabel("weights remaining (%)")
+  ax.set_ylabel("median rewind step k")
+  ax.grid(True, alpha=0.3)
+  ax.legend(fontsize=8)
+  ax.set_title(f"{title}: when subnetworks become stable and matching", fontsize=10)
+  return fig
