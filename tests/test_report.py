@@ -278,7 +278,7 @@ def test_report_before_any_pair_is_evaluated(tmp_path):
 
 
 def test_report_is_a_registered_job():
-  assert jobs._JOBS["report"] is report.report  # pylint: disable=protected-access
+  assert jobs.JOBS["report"] is report.report
 
 
 def test_write_bytes_atomic_replaces_whole_files(tmp_path):
