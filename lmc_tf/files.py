@@ -80,6 +80,20 @@ def read_text(path):
     return f.read()
 
 
+class UnreadableFileError(ValueError):
+  """A result file that exists but cannot be parsed (truncated, or not what its name says)."""
+
+
 def read_json(path):
+  """The JSON value in `path`; a file that is not valid JSON is an UnreadableFileError that
+  names it."""
   with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+    text = f.read()
+  try:
+    return json.loads(text)
+  except ValueError as e:
+    raise UnreadableFileError(f"{path} is not valid JSON ({e}): the file is damaged") from None
+
+
+def rename(source, target):
+  tf.io.gfile.rename(source, target, overwrite=False)

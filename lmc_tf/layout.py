@@ -7,7 +7,8 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
     checkpoints/ckpt-<step>        kept: rewind points, the start and the end
     checkpoints/resume/ckpt-<step> the newest periodic checkpoint
     events/{train,eval}/           TensorBoard
-    operative_config.gin  run_config.json  summary.json (written last: the run is finished)
+    operative_config.gin  run_config.json  final_train_metrics.json
+    summary.json                   written last, once: the run is finished
   <experiment>/
     instability.json               the instability plan (parents, copies, pairs)
     imp.json  masks/init<s>-k<k>/<variant>_level<L>.npz   IMP's levels and masks
@@ -34,6 +35,7 @@ SUMMARY = "summary.json"
 OPERATIVE_CONFIG = "operative_config.gin"
 EVALUATE_OPERATIVE_CONFIG = "evaluate_operative_config.gin"
 RUN_CONFIG = "run_config.json"
+FINAL_TRAIN_METRICS = "final_train_metrics.json"
 CHECKPOINTS = "checkpoints"
 RESUME = "resume"
 CHECKPOINT_PREFIX = "ckpt"
@@ -62,6 +64,11 @@ def operative_config(directory):
 
 def run_config(run_dir):
   return files.join(run_dir, RUN_CONFIG)
+
+
+def final_train_metrics(run_dir):
+  """The train loss and accuracy of the last loop, kept for a run resumed at its end."""
+  return files.join(run_dir, FINAL_TRAIN_METRICS)
 
 
 def checkpoint_dir(run_dir):

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from lmc_tf.training import checkpoints
 from lmc_tf.training import runner
 from tests.conftest import PYTHON, REPO, python_env
 
@@ -73,7 +74,7 @@ def test_sigkill_mid_run_then_rerun_ends_bit_identical(tmp_path):
   rerun = _main(killed_dir, *RESUME)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
   assert "Resuming from" in rerun.stdout
-  final = lambda d: runner.checkpoint_tensors(  # noqa: E731
+  final = lambda d: checkpoints.checkpoint_tensors(  # noqa: E731
       tf.train.latest_checkpoint(str(d / "checkpoints")))
   ref, resumed = final(tmp_path / "ref"), final(killed_dir)
   assert ref.keys() == resumed.keys()

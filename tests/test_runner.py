@@ -9,6 +9,7 @@ from tensorboard.backend.event_processing import event_accumulator
 
 from lmc_tf import config
 from lmc_tf import jobs
+from lmc_tf.training import checkpoints
 from lmc_tf.training import runner
 
 
@@ -18,7 +19,7 @@ def _run(model_dir, bind, *bindings):
 
 
 def _final(model_dir):
-  return runner.checkpoint_tensors(tf.train.latest_checkpoint(
+  return checkpoints.checkpoint_tensors(tf.train.latest_checkpoint(
       os.path.join(model_dir, "checkpoints")))
 
 
@@ -63,7 +64,7 @@ def test_non_finite_loss_stops_the_run_and_writes_no_nan_checkpoint(tmp_path, bi
   for directory in (tmp_path / "checkpoints", tmp_path / "checkpoints" / "resume"):
     latest = tf.train.latest_checkpoint(str(directory))
     if latest:
-      for value in runner.checkpoint_tensors(latest).values():
+      for value in checkpoints.checkpoint_tensors(latest).values():
         if isinstance(value, np.ndarray) and value.dtype.kind == "f":
           assert np.all(np.isfinite(value))
   assert not (tmp_path / "summary.json").exists()

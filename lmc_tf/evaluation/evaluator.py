@@ -47,7 +47,11 @@ class Sweeper:
     alphas = [float(a) for a in alphas]
     done = {}
     if files.exists(path):
-      saved = files.read_json(path)
+      try:
+        saved = files.read_json(path)
+      except files.UnreadableFileError as e:
+        print(f"warning: {e}; its alpha points are measured again", flush=True)
+        saved = {}
       if saved.get("alphas") == alphas:
         done = saved["points"]
         print(f"{os.path.basename(os.path.dirname(path))}: {len(done)}/{len(alphas)} alpha "

@@ -2,11 +2,12 @@
 
 import tensorflow as tf
 
+from lmc_tf.training import checkpoints
+
 
 def read_variables(model, checkpoint_path):
   """All of `model`'s variables as stored in a checkpoint of a run of the same model."""
-  from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
-  runner.restore(tf.train.Checkpoint(model=model), checkpoint_path)
+  checkpoints.restore(tf.train.Checkpoint(model=model), checkpoint_path)
   return [v.numpy() for v in model.variables]
 
 

@@ -22,6 +22,7 @@ from lmc_tf.evaluation import evaluator
 from lmc_tf.experiments import common
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
+from lmc_tf.training import checkpoints
 
 SPLITS = ("train", "test")
 
@@ -67,11 +68,14 @@ def _wait_for_manifest(model_dir, watch, deadline, poll_s):
 def _saved_metrics(model_dir, pair, alphas):
   """The pair's metrics.json if it was measured at these alphas, else None."""
   path = layout.metrics(model_dir, pair["id"])
-  if files.exists(path):
+  if not files.exists(path):
+    return None
+  try:
     saved = files.read_json(path)
-    if saved.get("alphas") == [float(a) for a in alphas]:
-      return saved
-  return None
+  except files.UnreadableFileError as e:
+    print(f"warning: {e}; pair {pair['id']} is evaluated again", flush=True)
+    return None
+  return saved if saved.get("alphas") == [float(a) for a in alphas] else None
 
 
 def _evaluate_ready_pairs(sweeper, model_dir, manifest, metrics, alphas, splits, chief):
@@ -86,8 +90,13 @@ def _evaluate_ready_pairs(sweeper, model_dir, manifest, metrics, alphas, splits,
     if not _ready(model_dir, pair):
       continue
     tic = time.time()
-    metrics[pair["id"]] = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair, alphas,
-                                                  splits, _curve_png)
+    try:
+      metrics[pair["id"]] = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair,
+                                                    alphas, splits, _curve_png)
+    except checkpoints.UnreadableCheckpointError as e:
+      # Not finished after all: retrain the copy (rerun the instability job), then evaluate.
+      print(f"warning: pair {pair['id']} not evaluated: {e}", flush=True)
+      continue
     line = ", ".join(f"{s} instability {metrics[pair['id']][s]['instability']:.2f} pp"
                      for s in splits)
     print(f"[{len(metrics)}/{len(manifest['pairs'])}] {pair['id']}: {line} "

@@ -44,8 +44,12 @@ def load_metrics(model_dir, manifest):
   for pair in manifest.get("pairs", []):
     # The evaluator writes metrics.json atomically, so one that exists is whole.
     path = layout.metrics(model_dir, pair["id"])
-    if files.exists(path):
+    if not files.exists(path):
+      continue
+    try:
       finished.append(files.read_json(path))
+    except files.UnreadableFileError as e:
+      print(f"warning: {e}; pair {pair['id']} is left out (rerun --job=evaluate)", flush=True)
   return finished
 
 

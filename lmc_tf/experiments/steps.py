@@ -4,7 +4,7 @@ A step trains one run (or writes one result) and names the steps whose output it
 copy reads its parent's W_k, IMP level n + 1 reads level n's trained weights. The jobs run
 their steps in order in one process; `lmc_tf.sweep` runs the same steps as Ray tasks, with
 the dependencies as task dependencies. A step finds its inputs on disk, by the hash names of
-rundirs, so it can run in any process that parsed the same config; a step whose run is
+layout, so it can run in any process that parsed the same config; a step whose run is
 finished returns at once, so reruns and retries never redo work.
 """
 

@@ -20,6 +20,11 @@ def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed
   chief = distribute.is_chief(strategy)
   if chief:
     common.check_same_config(model_dir, gin.operative_config_str())
+  if layout.is_finished(model_dir):
+    # summary.json is written once: a rerun of a finished run reads it and changes nothing.
+    print(f"{model_dir} holds a finished run: nothing to do", flush=True)
+    return files.read_json(layout.summary(model_dir))
+  if chief:
     common.write_operative_config(model_dir, summary_writer=trainer.summary_writer)
   trainer.begin()
   results = trainer.train()

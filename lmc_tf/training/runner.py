@@ -25,6 +25,7 @@ from lmc_tf.data import base as data_base
 from lmc_tf.data import pipeline
 from lmc_tf.models import layers
 from lmc_tf.models import registry
+from lmc_tf.training import checkpoints
 from lmc_tf.training import evaluate
 from lmc_tf.training import optimizers
 from lmc_tf.training import schedules
@@ -33,7 +34,7 @@ Steps = Union[int, str]
 
 
 class NonFiniteLossError(RuntimeError):
-  """Training produced a NaN or infinite loss; no checkpoint of it was written."""
+  """Training produced a NaN or infinite loss or weights; no checkpoint of it was written."""
 
 
 @gin.configurable("training")
@@ -188,6 +189,7 @@ class Trainer:
         if self.is_chief else tf.summary.create_noop_writer())
     self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
                                              self.hparams.eval_batch_size)
+    self._all_finite = None
 
   @property
   def step(self):
@@ -195,21 +197,47 @@ class Trainer:
 
   # -- checkpoints ------------------------------------------------------------------------
 
+  def _saved_checkpoints(self):
+    """This run's checkpoints whose files exist, newest first."""
+    paths = {p for m in (self.kept, self.resume) for p in m.checkpoints}
+    return sorted((p for p in paths if files.exists(p + ".index")), key=layout.checkpoint_step,
+                  reverse=True)
+
   def begin(self):
-    """Restores this run's newest checkpoint, or else sets up its start; returns the step."""
-    latest = [m.latest_checkpoint for m in (self.kept, self.resume) if m.latest_checkpoint]
-    if latest:
-      path = max(latest, key=layout.checkpoint_step)
-      restore(self.checkpoint, path)
+    """Restores this run's newest intact checkpoint, or else sets up its start; returns the
+    step. A checkpoint that cannot be read is named, set aside, and the next one tried."""
+    set_aside = []
+    for path in self._saved_checkpoints():
+      try:
+        checkpoints.check_readable(path)
+      except checkpoints.UnreadableCheckpointError as e:
+        aside = checkpoints.set_aside(path) if self.is_chief else path
+        print(f"warning: {e}; set aside as {aside}.*", flush=True)
+        set_aside.append(path)
+        continue
+      checkpoints.restore(self.checkpoint, path)
       print(f"Resuming from {path} (step {self.step})", flush=True)
       return self.step
+    if set_aside:
+      print(f"warning: no intact checkpoint in {self.model_dir}: the run restarts from step "
+            f"{self.start_step}", flush=True)
     if self.start_from is not None:
-      restore(tf.train.Checkpoint(model=self.model), self.start_from)
+      checkpoints.restore(tf.train.Checkpoint(model=self.model), self.start_from)
     if self.masks is not None:
       layers.set_masks(self.model, self.masks)
     self.global_step.assign(self.start_step)
     self._save(kept=True)  # the starting point: W_0 of a parent, W_k (masked) of a copy
     return self.step
+
+  def _finite(self):
+    """Whether every float variable a checkpoint holds is finite: the model's (weights,
+    masks, BN statistics) and the optimizer's (momentum overflows before the weights do)."""
+    if self._all_finite is None:
+      variables = [v for v in [*self.model.variables, *self.optimizer.variables]
+                   if tf.as_dtype(v.dtype).is_floating]
+      self._all_finite = tf.function(lambda: tf.reduce_all(
+          [tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
+    return bool(self._all_finite())
 
   def _save(self, kept):
     manager = self.kept if kept else self.resume
@@ -313,13 +341,18 @@ class Trainer:
         loss_sum, correct = loop(iterator, tf.constant(n, tf.int64))
         loss_sum, correct = float(loss_sum), float(correct)
         examples = n * hp.batch_size
-        if not np.isfinite(loss_sum):
+        if not np.isfinite(loss_sum) or not self._finite():
+          # The loss is computed before the update, so the weights are checked too: no
+          # checkpoint of non-finite weights is ever written.
           raise NonFiniteLossError(
-              f"non-finite training loss between steps {step} and {step + n} in "
-              f"{self.model_dir}; the last good checkpoint is kept. Lower the learning rate "
-              "or check the data.")
+              f"non-finite training loss or weights between steps {step} and {step + n} in "
+              f"{self.model_dir}; nothing after step {step} was saved. Lower the learning "
+              "rate or check the data.")
         step += n
         train_metrics = {"loss": loss_sum / examples, "accuracy": 100.0 * correct / examples}
+        if step == end and self.is_chief:
+          # Written before the final checkpoint, so a run killed after it still reports them.
+          files.write_json_atomic(layout.final_train_metrics(self.model_dir), train_metrics)
         if step in self.keep_steps:
           self._save(kept=True)
         elif step % schedule.checkpoint_every == 0:
@@ -334,6 +367,8 @@ class Trainer:
           progress.report(step, train_metrics)
       print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s",
             flush=True)
+    elif files.exists(layout.final_train_metrics(self.model_dir)):
+      train_metrics = files.read_json(layout.final_train_metrics(self.model_dir))
     writer.flush()
     # The kept final checkpoint supersedes the resume ones.
     files.rmtree(layout.resume_dir(self._write_dir))
@@ -372,20 +407,3 @@ class Progress:
     print(f"step {step}/{self.total} ({100.0 * step / self.total:3.0f}%) | {values} | "
           f"{rate:.0f} steps/s | ETA {datetime.timedelta(seconds=round(eta))}", flush=True)
 
-
-def restore(checkpoint, path):
-  """Restores `path` into `checkpoint`, with a clear error if it was made by another model."""
-  try:
-    # expect_partial: restoring only the model from a full run's checkpoint is intended.
-    checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
-  except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
-    raise ValueError(
-        f"checkpoint {path} does not fit this model: it was written by another model or "
-        f"config. Use a fresh --model_dir. ({str(e).splitlines()[0][:300]})") from None
-
-
-def checkpoint_tensors(path):
-  """Every tensor stored in a checkpoint, by key (for tests and tools)."""
-  reader = tf.train.load_checkpoint(path)
-  return {k: reader.get_tensor(k) for k in reader.get_variable_to_shape_map()
-          if k != "_CHECKPOINTABLE_OBJECT_GRAPH"}

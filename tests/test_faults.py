@@ -1,0 +1,146 @@
+"""Faults injected where results could be lost or poisoned: non-finite weights, truncated
+checkpoints and result files, reruns of finished runs."""
+
+import glob
+import os
+
+import gin
+import numpy as np
+import pytest
+
+from lmc_tf import config
+from lmc_tf import files
+from lmc_tf import jobs
+from lmc_tf import layout
+from lmc_tf.training import checkpoints
+from lmc_tf.training import runner
+from tests.conftest import REPO
+
+SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_instability_smoke.gin")
+
+
+def _truncate(path):
+  with open(path, "rb") as f:
+    data = f.read()
+  with open(path, "wb") as f:
+    f.write(data[:len(data) // 2])
+
+
+def _all_checkpoints(run_dir):
+  return sorted(p[:-len(".index")] for p in glob.glob(f"{run_dir}/checkpoints/**/ckpt-*.index",
+                                                       recursive=True))
+
+
+def test_non_finite_weights_are_never_checkpointed_and_a_rerun_stops_again(tmp_path):
+  # The issue's repro: Table 1's LeNet and SGD at a huge rate, one step per loop, so the
+  # step whose update overflows the weights (the momentum first) ends a loop.
+  bindings = ["optimizer.learning_rate = 1e10", "training.steps = '50it'",
+              "training.checkpoint_every = '1it'", "training.steps_per_loop = 1",
+              "dataset.max_train_examples = 600", "dataset.max_test_examples = 300"]
+  for _ in range(2):
+    gin.clear_config()
+    config.parse(["lenet_mnist.gin"], bindings)
+    with pytest.raises(runner.NonFiniteLossError, match="non-finite training loss or weights"):
+      jobs.run(str(tmp_path))
+  saved = _all_checkpoints(str(tmp_path))
+  assert len(saved) >= 2  # W_0 and the last finite resume point
+  for path in saved:
+    for key, value in checkpoints.checkpoint_tensors(path).items():
+      if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+        assert np.all(np.isfinite(value)), (path, key)
+  assert not layout.is_finished(str(tmp_path))
+
+
+def _trainer(run_dir, end_step=None):
+  trainer = runner.Trainer(run_dir, end_step=end_step)
+  return trainer, trainer.begin()
+
+
+def test_an_unreadable_checkpoint_is_set_aside_and_the_newest_intact_one_resumes(
+    tmp_path, bind, capsys):
+  bind("training.checkpoint_steps = ['20it']")
+  uninterrupted, _ = _trainer(str(tmp_path / "whole"))
+  uninterrupted.train()
+  run = str(tmp_path / "killed")
+  trainer, _ = _trainer(run, end_step=40)
+  trainer.train()
+  for part in glob.glob(f"{run}/checkpoints/ckpt-40.data-*"):
+    _truncate(part)
+  trainer, step = _trainer(run)
+  assert step == 20
+  out = capsys.readouterr().out
+  assert f"{run}/checkpoints/ckpt-40 cannot be read" in out
+  assert glob.glob(f"{run}/checkpoints/ckpt-40.unreadable-*.index")  # renamed, not deleted
+  trainer.train()
+  # Resumed from the intact step-20 checkpoint, the run ends where an unbroken one does.
+  whole = checkpoints.checkpoint_tensors(layout.checkpoint(str(tmp_path / "whole"), 60))
+  resumed = checkpoints.checkpoint_tensors(layout.checkpoint(run, 60))
+  assert whole.keys() == resumed.keys()
+  for key in whole:
+    np.testing.assert_array_equal(whole[key], resumed[key], err_msg=key)
+
+
+def test_with_no_intact_checkpoint_the_run_restarts_and_says_so(tmp_path, bind, capsys):
+  bind()
+  run = str(tmp_path)
+  trainer, _ = _trainer(run, end_step=30)
+  trainer.train()
+  for index in glob.glob(f"{run}/checkpoints/**/ckpt-*.index", recursive=True):
+    _truncate(index)
+  _, step = _trainer(run)
+  assert step == 0
+  assert "no intact checkpoint" in capsys.readouterr().out
+
+
+def test_summary_is_written_once_and_survives_a_kill_after_the_final_checkpoint(
+    tmp_path, bind):
+  bind()
+  first = jobs.run(str(tmp_path))
+  with open(layout.summary(str(tmp_path)), "rb") as f:
+    written = f.read()
+  bind()
+  assert jobs.run(str(tmp_path)) == first
+  with open(layout.summary(str(tmp_path)), "rb") as f:
+    assert f.read() == written  # a rerun of a finished run changes nothing
+  os.remove(layout.summary(str(tmp_path)))  # as if killed after the final checkpoint
+  bind()
+  again = jobs.run(str(tmp_path))
+  for key in ("train_loss", "train_accuracy", "test_accuracy", "final_step"):
+    assert again[key] == first[key], key
+
+
+def test_a_damaged_result_file_is_named(tmp_path):
+  path = str(tmp_path / "metrics.json")
+  files.write_json_atomic(path, {"a": [1, 2, 3]})
+  _truncate(path)
+  with pytest.raises(files.UnreadableFileError, match="metrics.json is not valid JSON"):
+    files.read_json(path)
+
+
+@pytest.mark.slow
+def test_the_evaluator_recomputes_a_damaged_pair_and_skips_an_unreadable_copy(
+    tmp_path, capsys):
+  exp = str(tmp_path / "exp")
+  for job in ("instability", "evaluate"):
+    gin.clear_config()
+    config.parse([SMOKE], [])
+    jobs.run(exp, job_override=job)
+  manifest = files.read_json(layout.manifest(exp))
+  damaged, unreadable = manifest["pairs"]
+  before = files.read_json(layout.metrics(exp, damaged["id"]))
+  _truncate(layout.metrics(exp, damaged["id"]))
+  _truncate(layout.curve(exp, damaged["id"]))
+  os.remove(layout.metrics(exp, unreadable["id"]))
+  copy_dir = layout.run_dir(exp, unreadable["copies"][1])
+  for part in glob.glob(layout.checkpoint(copy_dir, unreadable["end_step"]) + ".data-*"):
+    _truncate(part)
+  capsys.readouterr()
+  gin.clear_config()
+  config.parse([SMOKE], [])
+  summary = jobs.run(exp, job_override="evaluate")
+  out = capsys.readouterr().out
+  assert f"{layout.metrics(exp, damaged['id'])} is not valid JSON" in out
+  assert f"pair {unreadable['id']} not evaluated" in out
+  assert "cannot be read" in out
+  assert files.read_json(layout.metrics(exp, damaged["id"])) == before
+  assert summary["pairs_done"] == 1 and summary["pairs_total"] == 2
