@@ -9,6 +9,7 @@ import tensorflow as tf
 from lmc_tf import distribute
 from lmc_tf import files
 from lmc_tf.errors import ConfigError
+from lmc_tf.experiments import common
 from lmc_tf.experiments import evaluate
 from lmc_tf.experiments import imp
 from lmc_tf.experiments import instability
@@ -22,6 +23,8 @@ JOBS = {
     "evaluate": evaluate.evaluate,
     "report": report.report,
 }
+# Jobs that refuse a directory holding another config's experiment (report only reads).
+CLAIMING = ("train", "instability", "imp", "evaluate")
 PLANNABLE = ("instability", "imp")  # jobs that can hand out their steps (experiments/steps.py)
 
 
@@ -52,6 +55,8 @@ def run(model_dir, job_override=None, job="train", deterministic=True, plan_only
     tf.config.experimental.enable_op_determinism()
   strategy = strategy or distribute.get_strategy()
   model_dir = files.absolute(model_dir)
+  if name in CLAIMING:
+    common.claim_directory(model_dir, name)
   if plan_only:
     return JOBS[name](model_dir, strategy, plan_only=True)
   print(f"Job {name!r} in {model_dir} with {type(strategy).__name__} "

@@ -9,7 +9,8 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
     events/{train,eval}/           TensorBoard
     operative_config.gin  run_config.json  final_train_metrics.json
     summary.json                   written last, once: the run is finished
-  <experiment>/
+  <experiment>/                    (a train job's run directory too)
+    experiment.json                the job and the training config that own the directory
     instability.json               the instability plan (parents, copies, pairs)
     imp.json  masks/init<s>-k<k>/<variant>_level<L>.npz   IMP's levels and masks
     runs/<role>-<hash>/            the runs, named by the hash of what they compute
@@ -43,6 +44,7 @@ EVENTS = "events"
 RUNS = "runs"
 MANIFEST = "instability.json"
 IMP_RECORD = "imp.json"
+EXPERIMENT = "experiment.json"
 MASKS = "masks"
 PAIRS = "pairs"
 CURVE = "curve.json"
@@ -113,6 +115,11 @@ def run_dir(experiment_dir, name):
 
 def manifest(experiment_dir):
   return files.join(experiment_dir, MANIFEST)
+
+
+def experiment_record(directory):
+  """Which job and training config own a directory (written before anything else)."""
+  return files.join(directory, EXPERIMENT)
 
 
 def imp_record(experiment_dir):

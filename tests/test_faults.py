@@ -144,3 +144,30 @@ def test_the_evaluator_recomputes_a_damaged_pair_and_skips_an_unreadable_copy(
   assert "cannot be read" in out
   assert files.read_json(layout.metrics(exp, damaged["id"])) == before
   assert summary["pairs_done"] == 1 and summary["pairs_total"] == 2
+
+
+def test_a_directory_of_another_config_is_refused_before_anything_is_written(tmp_path):
+  exp = str(tmp_path)
+  gin.clear_config()
+  config.parse([SMOKE], ["instability.rewind_steps = [0]"])
+  jobs.run(exp, job_override="instability")
+  manifest = files.read_json(layout.manifest(exp))
+  with open(layout.operative_config(exp)) as f:
+    operative = f.read()
+  events = glob.glob(f"{exp}/**/events.out.*", recursive=True)
+  for other in ("optimizer.learning_rate = 0.5", "lenet.hidden = (8, 4)"):
+    gin.clear_config()
+    config.parse([SMOKE], ["instability.rewind_steps = [0]", other])
+    for job in ("instability", "evaluate", "train"):
+      with pytest.raises(config.ConfigError, match="different config's experiment") as e:
+        jobs.run(exp, job_override=job)
+      assert other.split(" = ")[0] in str(e.value)
+  assert files.read_json(layout.manifest(exp)) == manifest
+  with open(layout.operative_config(exp)) as f:
+    assert f.read() == operative
+  assert glob.glob(f"{exp}/**/events.out.*", recursive=True) == events
+  # Logging, XLA and loop length are not another config: the experiment is found finished.
+  gin.clear_config()
+  config.parse([SMOKE], ["instability.rewind_steps = [0]", "training.log_every = '10it'",
+                         "training.jit_compile = True", "training.steps_per_loop = 7"])
+  assert jobs.run(exp, job_override="instability")["pairs"] == 1

@@ -5,6 +5,8 @@ and train one run to its summary.
 here by hand: to `operative_config.gin` in the run directory and to `tf.summary.text`.
 """
 
+import json
+
 import gin
 import tensorflow as tf
 
@@ -31,17 +33,50 @@ def write_operative_config(directory, name=layout.OPERATIVE_CONFIG, summary_writ
   return text
 
 
-def check_same_config(directory, text):
-  """A run dir holds one config: refuse to resume someone else's run."""
-  path = layout.operative_config(directory)
+def _flat(value, prefix=""):
+  """{'configurable.param': value} of a fingerprint, for naming what differs."""
+  if isinstance(value, dict):
+    out = {}
+    for key, inner in value.items():
+      out.update(_flat(inner, f"{prefix}.{key}" if prefix else key))
+    return out
+  return {prefix: value}
+
+
+def experiment_identity(job):
+  """What makes a directory's experiment itself: the job, the training fingerprint and, for
+  a single run, its seeds. Logging, XLA and loop length are not part of it."""
+  identity = {"job": job, "training": layout.training_fingerprint()}
+  if job == "train":
+    identity["seeds"] = gin.get_bindings("train")
+  # As JSON reads it back: tuples become lists, other values their repr.
+  return json.loads(json.dumps(identity, sort_keys=True, default=repr))
+
+
+def claim_directory(directory, job):
+  """Refuses `directory` if it holds another config's experiment (naming the bindings that
+  differ), before anything is written into it; records this one's identity otherwise.
+
+  The evaluate job reads an experiment: it checks the training config but records nothing.
+  """
+  path = layout.experiment_record(directory)
+  mine = experiment_identity(job)
   if not files.exists(path):
+    if job != "evaluate":
+      files.write_json_atomic(path, mine)
     return
-  old = files.read_text(path)
-  if old != text:
-    differ = sorted(set(old.splitlines()) ^ set(text.splitlines()))
-    raise ConfigError(
-        f"{directory} already holds a run of a different config (differs in: "
-        f"{'; '.join(l.strip() for l in differ[:6])}). Use a fresh --model_dir.")
+  theirs = files.read_json(path)
+  if job == "evaluate":
+    theirs, mine = theirs.get("training"), mine["training"]
+  if theirs == mine:
+    return
+  old, new = _flat(theirs), _flat(mine)
+  differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+  raise ConfigError(
+      f"{directory} already holds a different config's experiment; it differs in "
+      + "; ".join(f"{k}: {old.get(k, '(unset)')!r} there, {new.get(k, '(unset)')!r} here"
+                  for k in differ[:8])
+      + ". Use a fresh --model_dir.")
 
 
 def train_run(run_dir, label, **trainer_kwargs):

@@ -13,13 +13,14 @@ from lmc_tf.training import runner
 
 @gin.configurable("train", denylist=["model_dir", "strategy"])
 def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed=0):
-  """Trains the configured model once (Table 1) and writes DIR/summary.json."""
+  """Trains the configured model once (Table 1) and writes DIR/summary.json.
+
+  The job table has already refused a DIR that holds another config's run.
+  """
   started = time.time()
   trainer = runner.Trainer(model_dir, init_seed=init_seed, data_order_seed=data_order_seed,
                            augmentation_seed=augmentation_seed, strategy=strategy)
   chief = distribute.is_chief(strategy)
-  if chief:
-    common.check_same_config(model_dir, gin.operative_config_str())
   if layout.is_finished(model_dir):
     # summary.json is written once: a rerun of a finished run reads it and changes nothing.
     print(f"{model_dir} holds a finished run: nothing to do", flush=True)
