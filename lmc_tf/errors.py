@@ -3,3 +3,7 @@
 
 class ConfigError(ValueError):
   """A gin file or binding that cannot be applied (unknown name, bad value, missing file)."""
+
+
+class DirectoryBusyError(ValueError):
+  """Another live process holds the run directory's lock."""

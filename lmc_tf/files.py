@@ -8,9 +8,12 @@ the same code serves a laptop's disk and a TPU pod's bucket.
 import json
 import os
 import posixpath
+import socket
 import uuid
 
 import tensorflow as tf
+
+from lmc_tf.errors import DirectoryBusyError
 
 
 def _split_scheme(path):
@@ -97,3 +100,80 @@ def read_json(path):
 
 def rename(source, target):
   tf.io.gfile.rename(source, target, overwrite=False)
+
+
+class DirectoryLock:
+  """A lock file naming its holder (host, PID): one process writes a directory at a time.
+
+  A lock whose holder is a dead process on this host is stale and taken over. A holder on
+  another host cannot be checked from here; its lock is honoured until removed by hand.
+  Locally the lock is created exclusively (O_EXCL); on remote filesystems (gs://) gfile has
+  no exclusive create, so two processes starting within the same moment can both win there.
+  """
+
+  def __init__(self, path):
+    self.path = path
+    self.holder = {"host": socket.gethostname(), "pid": os.getpid(),
+                   "token": uuid.uuid4().hex}
+
+  def _read(self):
+    try:
+      return read_json(self.path)
+    except (ValueError, tf.errors.NotFoundError):
+      return None  # half-written or just released
+
+  def _stale(self, holder):
+    if holder is None or holder.get("host") != self.holder["host"]:
+      return holder is None
+    try:
+      os.kill(int(holder["pid"]), 0)
+    except ProcessLookupError:
+      return True
+    except (PermissionError, ValueError, TypeError):
+      return False
+    return False
+
+  def _create(self):
+    text = json.dumps(self.holder)
+    if "://" in self.path:
+      if tf.io.gfile.exists(self.path):
+        return False
+      write_text_atomic(self.path, text)
+      return True
+    tf.io.gfile.makedirs(os.path.dirname(self.path))
+    try:
+      fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+      return False
+    with os.fdopen(fd, "w") as f:
+      f.write(text)
+    return True
+
+  def acquire(self):
+    for _ in range(3):
+      if self._create():
+        return self
+      holder = self._read()
+      if not self._stale(holder):
+        raise DirectoryBusyError(
+            f"{os.path.dirname(self.path)} is in use by process {holder.get('pid')} on "
+            f"{holder.get('host')} (lock {self.path}); wait for it to finish, or delete the "
+            "lock if that process is gone")
+      print(f"note: taking over the stale lock {self.path} of a process that is gone "
+            f"({holder})", flush=True)
+      try:
+        tf.io.gfile.remove(self.path)
+      except tf.errors.NotFoundError:
+        pass
+    raise RuntimeError(f"could not take the lock {self.path}")
+
+  def release(self):
+    holder = self._read()
+    if holder and holder.get("token") == self.holder["token"]:
+      tf.io.gfile.remove(self.path)
+
+  def __enter__(self):
+    return self.acquire()
+
+  def __exit__(self, *exc):
+    self.release()

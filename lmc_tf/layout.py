@@ -7,7 +7,7 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
     checkpoints/ckpt-<step>        kept: rewind points, the start and the end
     checkpoints/resume/ckpt-<step> the newest periodic checkpoint
     events/{train,eval}/           TensorBoard
-    operative_config.gin  run_config.json  final_train_metrics.json
+    operative_config.gin  run_config.json  final_train_metrics.json  lock.json (while training)
     summary.json                   written last, once: the run is finished
   <experiment>/                    (a train job's run directory too)
     experiment.json                the job and the training config that own the directory
@@ -37,6 +37,7 @@ OPERATIVE_CONFIG = "operative_config.gin"
 EVALUATE_OPERATIVE_CONFIG = "evaluate_operative_config.gin"
 RUN_CONFIG = "run_config.json"
 FINAL_TRAIN_METRICS = "final_train_metrics.json"
+LOCK = "lock.json"
 CHECKPOINTS = "checkpoints"
 RESUME = "resume"
 CHECKPOINT_PREFIX = "ckpt"
@@ -71,6 +72,11 @@ def run_config(run_dir):
 def final_train_metrics(run_dir):
   """The train loss and accuracy of the last loop, kept for a run resumed at its end."""
   return files.join(run_dir, FINAL_TRAIN_METRICS)
+
+
+def lock(run_dir):
+  """Held by the one process that trains the run (files.DirectoryLock)."""
+  return files.join(run_dir, LOCK)
 
 
 def checkpoint_dir(run_dir):

@@ -3,18 +3,24 @@ checkpoints and result files, reruns of finished runs."""
 
 import glob
 import os
+import socket
+import subprocess
 
 import gin
 import numpy as np
 import pytest
 
 from lmc_tf import config
+from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import jobs
 from lmc_tf import layout
 from lmc_tf.training import checkpoints
 from lmc_tf.training import runner
+from tests.conftest import PYTHON
 from tests.conftest import REPO
+from tests.conftest import TINY
+from tests.conftest import python_env
 
 SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_instability_smoke.gin")
 
@@ -171,3 +177,42 @@ def test_a_directory_of_another_config_is_refused_before_anything_is_written(tmp
   config.parse([SMOKE], ["instability.rewind_steps = [0]", "training.log_every = '10it'",
                          "training.jit_compile = True", "training.steps_per_loop = 7"])
   assert jobs.run(exp, job_override="instability")["pairs"] == 1
+
+
+def test_a_run_directory_is_owned_by_one_live_process(tmp_path, bind):
+  run = str(tmp_path / "run")
+  sleeper = subprocess.Popen(["sleep", "60"])
+  try:
+    files.write_json_atomic(layout.lock(run), {"host": socket.gethostname(),
+                                               "pid": sleeper.pid, "token": "theirs"})
+    bind()
+    with pytest.raises(errors.DirectoryBusyError, match=f"in use by process {sleeper.pid}"):
+      jobs.run(run)
+    assert not _all_checkpoints(run) and not layout.is_finished(run)
+  finally:
+    sleeper.kill()
+    sleeper.wait()
+  # Its holder is gone: the stale lock is taken over, and released when the run ends.
+  bind()
+  jobs.run(run)
+  assert layout.is_finished(run) and not os.path.exists(layout.lock(run))
+
+
+@pytest.mark.slow
+def test_two_trainers_started_together_on_one_directory(tmp_path):
+  run = str(tmp_path / "run")
+  argv = [PYTHON, "-m", "lmc_tf.main", "--gin_file=lenet_mnist.gin", f"--model_dir={run}"] + [
+      f"--gin_bindings={b}" for b in TINY + ["training.steps = '400it'"]]
+  procs = [subprocess.Popen(argv, cwd=REPO, env=python_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True) for _ in range(2)]
+  outcomes = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+  codes = sorted(code for code, _, _ in outcomes)
+  assert codes in ([0, 0], [0, 2]), outcomes
+  for code, out, err in outcomes:
+    if code == 2:  # the second waited for nothing: it was told who holds the directory
+      assert "is in use by process" in err and "Traceback" not in err
+    else:
+      assert "Results:" in out
+  assert layout.is_finished(run) and not os.path.exists(layout.lock(run))
+  for path in _all_checkpoints(run):
+    checkpoints.check_readable(path)

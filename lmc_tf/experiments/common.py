@@ -5,11 +5,13 @@ and train one run to its summary.
 here by hand: to `operative_config.gin` in the run directory and to `tf.summary.text`.
 """
 
+import contextlib
 import json
 
 import gin
 import tensorflow as tf
 
+from lmc_tf import distribute
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.errors import ConfigError
@@ -79,26 +81,32 @@ def claim_directory(directory, job):
       + ". Use a fresh --model_dir.")
 
 
-def train_run(run_dir, label, **trainer_kwargs):
+def train_run(run_dir, label, strategy, **trainer_kwargs):
   """Trains one run unless it is finished; writes its summary.json at the end."""
   if layout.is_finished(run_dir):
     print(f"{label}: finished already ({run_dir})", flush=True)
     return files.read_json(layout.summary(run_dir))
-  print(f"{label}: training in {run_dir}", flush=True)
-  trainer = runner.Trainer(run_dir, **trainer_kwargs)
-  if trainer.is_chief:
-    write_operative_config(run_dir, summary_writer=trainer.summary_writer)
-  trainer.begin()
-  results = trainer.train()
-  if trainer.is_chief:
-    files.write_json_atomic(layout.summary(run_dir), results)
+  with owned(run_dir, distribute.is_chief(strategy)):
+    print(f"{label}: training in {run_dir}", flush=True)
+    trainer = runner.Trainer(run_dir, strategy=strategy, **trainer_kwargs)
+    if trainer.is_chief:
+      write_operative_config(run_dir, summary_writer=trainer.summary_writer)
+    trainer.begin()
+    results = trainer.train()
+    if trainer.is_chief:
+      files.write_json_atomic(layout.summary(run_dir), results)
   return results
 
 
-def training_step(run_dir, label, **trainer_kwargs):
+def owned(run_dir, chief):
+  """The run directory's lock, held while its chief trains it (workers write elsewhere)."""
+  return files.DirectoryLock(layout.lock(run_dir)) if chief else contextlib.nullcontext()
+
+
+def training_step(run_dir, label, strategy, **trainer_kwargs):
   """A Step.run that trains one run (train_run) and says whether it had to."""
   def run():
     finished = layout.is_finished(run_dir)
-    train_run(run_dir, label, **trainer_kwargs)
+    train_run(run_dir, label, strategy, **trainer_kwargs)
     return not finished
   return run

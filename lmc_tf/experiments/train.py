@@ -18,18 +18,19 @@ def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed
   The job table has already refused a DIR that holds another config's run.
   """
   started = time.time()
-  trainer = runner.Trainer(model_dir, init_seed=init_seed, data_order_seed=data_order_seed,
-                           augmentation_seed=augmentation_seed, strategy=strategy)
   chief = distribute.is_chief(strategy)
-  if layout.is_finished(model_dir):
-    # summary.json is written once: a rerun of a finished run reads it and changes nothing.
-    print(f"{model_dir} holds a finished run: nothing to do", flush=True)
-    return files.read_json(layout.summary(model_dir))
-  if chief:
-    common.write_operative_config(model_dir, summary_writer=trainer.summary_writer)
-  trainer.begin()
-  results = trainer.train()
-  results["wall_time_s"] = round(time.time() - started, 1)
-  if chief:
-    files.write_json_atomic(layout.summary(model_dir), results)
+  with common.owned(model_dir, chief):
+    if layout.is_finished(model_dir):
+      # summary.json is written once: a rerun of a finished run reads it, changes nothing.
+      print(f"{model_dir} holds a finished run: nothing to do", flush=True)
+      return files.read_json(layout.summary(model_dir))
+    trainer = runner.Trainer(model_dir, init_seed=init_seed, data_order_seed=data_order_seed,
+                             augmentation_seed=augmentation_seed, strategy=strategy)
+    if chief:
+      common.write_operative_config(model_dir, summary_writer=trainer.summary_writer)
+    trainer.begin()
+    results = trainer.train()
+    results["wall_time_s"] = round(time.time() - started, 1)
+    if chief:
+      files.write_json_atomic(layout.summary(model_dir), results)
   return results
