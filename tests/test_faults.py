@@ -216,3 +216,44 @@ def test_two_trainers_started_together_on_one_directory(tmp_path):
   assert layout.is_finished(run) and not os.path.exists(layout.lock(run))
   for path in _all_checkpoints(run):
     checkpoints.check_readable(path)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "text"])
+def test_damaged_input_files_are_named(tmp_path, damage):
+  from lmc_tf.data import cifar10  # pylint: disable=g-import-not-at-top
+  from lmc_tf.data import mnist  # pylint: disable=g-import-not-at-top
+  from lmc_tf.pruning import masks as masks_lib  # pylint: disable=g-import-not-at-top
+
+  def damaged(name, data):
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+      f.write(data[:len(data) // 2] if damage == "truncated" else b"not this at all\n")
+    return path
+
+  with open(os.path.join(mnist.BUNDLED_DIR, mnist.FILES["y_test"]), "rb") as f:
+    gz = damaged("labels.gz", f.read())
+  with pytest.raises(ValueError, match="labels.gz is not a readable gzip file"):
+    mnist.read_idx(gz)
+  buffer = tmp_path / "whole.npz"
+  np.savez(buffer, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.zeros(4, np.int64),
+           x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, np.int64))
+  npz = damaged("cifar.npz", buffer.read_bytes())
+  with pytest.raises(ValueError, match="cifar.npz is not a readable .npz"):
+    cifar10.load_from_npz(npz)
+  mask = damaged("mask.npz", buffer.read_bytes())
+  with pytest.raises(ValueError, match="mask.npz' is not a readable .npz"):
+    masks_lib.load(mask)
+
+
+def test_an_empty_mask_file_is_an_error(tmp_path):
+  from lmc_tf.pruning import masks as masks_lib  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "empty.npz")
+  np.savez(path)
+  with pytest.raises(ValueError, match="holds no masks"):
+    masks_lib.load(path)
+
+
+def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
+  from lmc_tf.data import base  # pylint: disable=g-import-not-at-top
+  with pytest.raises(FileNotFoundError, match="TFDS mnist is not prepared in"):
+    base.load_tfds_arrays("mnist", str(tmp_path))

@@ -72,7 +72,15 @@ def load_tfds_arrays(name, data_dir):
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
   arrays = {}
   for split in ("train", "test"):
-    ds = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True)
+    try:
+      # download=False: nothing is downloaded at run time (and TFDS's download_and_prepare
+      # needs importlib_resources, which it does not declare).
+      ds = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True, download=False)
+    except AssertionError as e:  # TFDS's "could not find data in ..."
+      raise FileNotFoundError(
+          f"TFDS {name} is not prepared in {data_dir or 'TFDS default data_dir'} ({e}). "
+          f"Prepare it where there is a network (`tfds build {name} --data_dir=DIR`) and "
+          f"set {name}.data_dir=DIR, or use {name}.source='files'") from None
     # Batches of 10k rather than batch_size=-1, which needs a known cardinality.
     parts = list(tfds.as_numpy(ds.batch(10000)))
     arrays[f"x_{split}"] = np.concatenate([x for x, _ in parts]).astype(np.uint8)

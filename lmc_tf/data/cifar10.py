@@ -8,6 +8,7 @@ function of its augmentation seed and the example's place in the run.
 import functools
 import os
 import pickle
+import zipfile
 
 import gin
 import numpy as np
@@ -128,12 +129,13 @@ def load_from_batches(directory):
 def load_from_npz(path):
   try:
     with np.load(path, allow_pickle=False) as f:
-      missing = [k for k in NPZ_KEYS if k not in f.files]
-      if missing:
-        raise ValueError(f"{path} lacks {missing}. " + _layout_message(path))
-      raw = {k: f[k] for k in NPZ_KEYS}
-  except (OSError, EOFError) as e:  # not a zip file, truncated
-    raise ValueError(f"{path} is not a readable .npz ({e}). " + _layout_message(path)) from e
+      raw = {k: f[k] for k in NPZ_KEYS if k in f.files}
+  except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:  # not a zip, truncated
+    raise ValueError(f"{path} is not a readable .npz ({str(e).splitlines()[0][:120]}). "
+                     + _layout_message(path)) from None
+  missing = [k for k in NPZ_KEYS if k not in raw]
+  if missing:
+    raise ValueError(f"{path} lacks {missing}. " + _layout_message(path))
   return checked(raw, path)
 
 

@@ -2,6 +2,7 @@
 
 import gzip
 import os
+import zlib
 
 import gin
 import numpy as np
@@ -19,8 +20,12 @@ FILES = {
 
 def read_idx(path):
   """Reads one idx file (big-endian header: magic, then one uint32 per dimension)."""
-  with gzip.open(path, "rb") as f:
-    raw = f.read()
+  try:
+    with gzip.open(path, "rb") as f:
+      raw = f.read()
+  except (OSError, EOFError, zlib.error) as e:  # not gzip, truncated, damaged
+    raise ValueError(f"{path} is not a readable gzip file ({e}): replace it with the "
+                     "official MNIST file of that name") from None
   if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
     raise ValueError(f"{path} is not an idx file of uint8 (bad magic number)")
   ndim = raw[3]

@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -57,8 +58,15 @@ def load(path):
   if not tf.io.gfile.exists(path):
     raise FileNotFoundError(f"mask file {path!r} does not exist")
   with tf.io.gfile.GFile(path, "rb") as f:
-    with np.load(io.BytesIO(f.read())) as npz:
+    data = f.read()
+  try:
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
       masks = {name: npz[name].astype(np.float32) for name in npz.files}
+  except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
+    raise ValueError(f"mask file {path!r} is not a readable .npz of 0/1 arrays "
+                     f"({str(e).splitlines()[0][:120]})") from None
+  if not masks:
+    raise ValueError(f"mask file {path!r} holds no masks")
   bad = [n for n, m in masks.items() if not np.all((m == 0) | (m == 1))]
   if bad:
     raise ValueError(f"mask file {path!r}: layers {bad} hold values other than 0 and 1")
