@@ -13,6 +13,7 @@ import uuid
 
 import tensorflow as tf
 
+from lmc_tf.errors import ConfigError
 from lmc_tf.errors import DirectoryBusyError
 
 
@@ -51,6 +52,22 @@ def listdir(path):
   if not tf.io.gfile.isdir(path):
     return []
   return sorted(name.rstrip("/") for name in tf.io.gfile.listdir(path))
+
+
+def check_writable_dir(path, what="directory"):
+  """Makes directory `path` if needed and proves it can be written; raises a ConfigError
+  naming it otherwise (a file in the way, no permission, a bucket out of reach)."""
+  if tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path):
+    raise ConfigError(f"{what} {path} is a file, not a directory")
+  probe = join(path, f".write-probe-{uuid.uuid4().hex[:8]}")
+  try:
+    tf.io.gfile.makedirs(path)
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("")
+    tf.io.gfile.remove(probe)
+  except (tf.errors.OpError, OSError) as e:
+    raise ConfigError(f"{what} {path} cannot be written: {str(e).splitlines()[0][:200]}"
+                      ) from None
 
 
 def rmtree(path):

@@ -24,7 +24,7 @@ JOBS = {
     "report": report.report,
 }
 # Jobs that refuse a directory holding another config's experiment (report only reads).
-CLAIMING = ("train", "instability", "imp", "evaluate")
+CHECKED = ("train", "instability", "imp", "evaluate")
 PLANNABLE = ("instability", "imp")  # jobs that can hand out their steps (experiments/steps.py)
 
 
@@ -55,8 +55,9 @@ def run(model_dir, job_override=None, job="train", deterministic=True, plan_only
     tf.config.experimental.enable_op_determinism()
   strategy = strategy or distribute.get_strategy()
   model_dir = files.absolute(model_dir)
-  if name in CLAIMING:
-    common.claim_directory(model_dir, name)
+  files.check_writable_dir(model_dir, "--model_dir")
+  if name in CHECKED:
+    common.check_directory(model_dir, name)
   if plan_only:
     return JOBS[name](model_dir, strategy, plan_only=True)
   print(f"Job {name!r} in {model_dir} with {type(strategy).__name__} "

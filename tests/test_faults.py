@@ -257,3 +257,50 @@ def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
   from lmc_tf.data import base  # pylint: disable=g-import-not-at-top
   with pytest.raises(FileNotFoundError, match="TFDS mnist is not prepared in"):
     base.load_tfds_arrays("mnist", str(tmp_path))
+
+
+@pytest.mark.parametrize("binding, named", [
+    ("training.batch_size = 'abc'", "training.batch_size='abc' must be a positive integer"),
+    ("training.batch_size = 0", "training.batch_size=0 must be a positive integer"),
+    ("training.batch_size = 60.5", "training.batch_size=60.5 must be a positive integer"),
+    ("training.batch_size = -60", "training.batch_size=-60 must be a positive integer"),
+    ("optimizer.learning_rate = 'abc'", "optimizer.learning_rate='abc' must be a number"),
+    ("training.steps_per_loop = 'x'", "training.steps_per_loop='x' must be a positive"),
+    ("train.init_seed = 'a'", "train.init_seed='a' must be an integer"),
+    ("training.steps = 'soon'", "training.steps='soon' must be an int or look like"),
+    ("lr_schedule.drops = ['100ep']", "lr_schedule: warmup='0it' and drops=\\['100ep'\\]"),
+    ("lr_schedule.warmup = '1000it'", "must lie within training"),
+])
+def test_bad_values_name_their_binding_before_training(tmp_path, bind, binding, named):
+  bind(binding)
+  with pytest.raises(errors.ConfigError, match=named):
+    jobs.run(str(tmp_path / "run"))
+  assert not _all_checkpoints(str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("binding, named", [
+    ("imp.levels = -1", "imp.levels=-1 must be an integer >= 0"),
+    ("imp.density = 1e-6", "leaves no weight of the"),
+    ("imp.levels = 80", "80 levels of imp.pruning_fraction=0.2 leaves no weight"),
+])
+def test_imp_nonsense_is_refused_before_training(tmp_path, bind, binding, named):
+  bind("experiment.job = 'imp'", binding)
+  with pytest.raises(errors.ConfigError, match=named):
+    jobs.run(str(tmp_path / "exp"))
+  assert not glob.glob(f"{tmp_path}/exp/runs/*")
+
+
+def test_a_model_dir_that_is_a_file_is_refused(tmp_path, bind):
+  path = tmp_path / "taken"
+  path.write_text("a file")
+  bind()
+  with pytest.raises(errors.ConfigError, match="--model_dir .*taken is a file"):
+    jobs.run(str(path))
+
+
+def test_a_refused_value_does_not_claim_the_directory(tmp_path, bind):
+  bind("training.batch_size = 'abc'")
+  with pytest.raises(errors.ConfigError):
+    jobs.run(str(tmp_path))
+  bind()  # the corrected config trains in the same directory
+  assert jobs.run(str(tmp_path))["final_step"] == 60

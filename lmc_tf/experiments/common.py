@@ -55,18 +55,23 @@ def experiment_identity(job):
   return json.loads(json.dumps(identity, sort_keys=True, default=repr))
 
 
-def claim_directory(directory, job):
-  """Refuses `directory` if it holds another config's experiment (naming the bindings that
-  differ), before anything is written into it; records this one's identity otherwise.
+def record_experiment(directory, job):
+  """Writes experiment.json, which claims `directory` for this job and training config; a
+  job calls it once its values are checked, before it writes anything else."""
+  if not files.exists(layout.experiment_record(directory)):
+    files.write_json_atomic(layout.experiment_record(directory), experiment_identity(job))
 
-  The evaluate job reads an experiment: it checks the training config but records nothing.
+
+def check_directory(directory, job):
+  """Refuses `directory` if it holds another config's experiment, naming the bindings that
+  differ, before anything is written into it.
+
+  The evaluate job reads an experiment: only the training config has to match.
   """
   path = layout.experiment_record(directory)
-  mine = experiment_identity(job)
   if not files.exists(path):
-    if job != "evaluate":
-      files.write_json_atomic(path, mine)
     return
+  mine = experiment_identity(job)
   theirs = files.read_json(path)
   if job == "evaluate":
     theirs, mine = theirs.get("training"), mine["training"]

@@ -81,6 +81,7 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       instability_rewind_steps=instability_rewind_steps, instability_pairs=instability_pairs)
   chief = distribute.is_chief(strategy)
   if chief:
+    common.record_experiment(model_dir, "imp")
     common.write_operative_config(model_dir)
   runs = imp_runs.ImpRuns(model_dir, strategy, data, hparams, layout.training_fingerprint(),
                           settings)

@@ -3,6 +3,7 @@
 import dataclasses
 from typing import Optional, Tuple
 
+from lmc_tf import errors
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.pruning import magnitude
@@ -64,19 +65,25 @@ def resolve(data, schedule, model_name, *, levels, rewind_steps, num_inits, init
             pruning_fraction, density, layers_to_ignore, baselines_to_run, instability_levels,
             instability_rewind_steps, instability_pairs):
   """Checks the `imp.*` bindings against the data, schedule and model; returns ImpSettings."""
-  magnitude.check_fraction(pruning_fraction, "imp.pruning_fraction")
+  errors.non_negative_int(levels, "imp.levels")
+  errors.positive_int(num_inits, "imp.num_inits")
+  errors.non_negative_int(init_seed, "imp.init_seed")
+  errors.positive_int(instability_pairs, "imp.instability_pairs")
+  errors.number_in(pruning_fraction, "imp.pruning_fraction", 0, 1, high_open=True)
   unknown = sorted(set(baselines_to_run) - set(BASELINES))
   if unknown:
     raise ValueError(f"imp.baselines_to_run: unknown {unknown}; choose from {BASELINES}")
   if density is not None:
-    magnitude.check_density(density)
+    errors.number_in(density, "imp.density", 0, 1, low_open=True)
     levels = 1
-  ks = [schedules.parse_steps(k, schedule.steps_per_epoch) for k in rewind_steps]
+  ks = [schedules.parse_steps(k, schedule.steps_per_epoch, "imp.rewind_steps")
+        for k in rewind_steps]
   late = [k for k in ks if k > schedule.total]
   if not ks or late:
     raise ValueError(f"imp.rewind_steps {list(rewind_steps)}: need at least one, and none "
                      f"beyond T={schedule.total}")
-  instability_ks = sorted({schedules.parse_steps(k, schedule.steps_per_epoch)
+  instability_ks = sorted({schedules.parse_steps(k, schedule.steps_per_epoch,
+                                                "imp.instability_rewind_steps")
                            for k in (instability_rewind_steps or [ks[0]])})
   # The subnetwork rewound to k is the one IMP found rewinding to k (Algorithm 2), so its
   # instability can only be measured at a k IMP ran at.
@@ -93,7 +100,7 @@ def resolve(data, schedule, model_name, *, levels, rewind_steps, num_inits, init
                                                num_classes=data.num_classes))
   # masks_lib.prunable raises on an ignored layer the model does not have.
   total = sum(ones[n].size for n in masks_lib.prunable(ones, ignore))
-  return ImpSettings(
+  settings = ImpSettings(
       levels=levels, rewind_steps=tuple(ks),
       seeds=tuple(init_seed + i for i in range(num_inits)), total_steps=schedule.total,
       baselines=tuple(b for b in _BASELINE_ORDER if b in baselines_to_run),
@@ -101,3 +108,9 @@ def resolve(data, schedule, model_name, *, levels, rewind_steps, num_inits, init
       pruning_fraction=pruning_fraction, density=density,
       instability_levels=tuple(instability_levels), instability_steps=tuple(instability_ks),
       instability_pairs=instability_pairs)
+  if levels and settings.keep_at(levels) < 1:
+    what = f"imp.density={density}" if density is not None else (
+        f"{levels} levels of imp.pruning_fraction={pruning_fraction}")
+    raise errors.ConfigError(f"{what} leaves no weight of the {total} prunable ones at "
+                             f"level {levels}: prune less")
+  return settings

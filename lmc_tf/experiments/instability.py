@@ -18,6 +18,7 @@ import time
 import gin
 
 from lmc_tf import distribute
+from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
@@ -47,8 +48,9 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
   if reset_schedule not in VARIANTS:
     raise ValueError(f"instability.reset_schedule={reset_schedule!r} must be False, True "
                      "or 'both'")
-  if num_inits < 1 or num_pairs < 1:
-    raise ValueError("instability.num_inits and num_pairs must be at least 1")
+  errors.positive_int(num_inits, "instability.num_inits")
+  errors.positive_int(num_pairs, "instability.num_pairs")
+  errors.non_negative_int(init_seed, "instability.init_seed")
   rewind_steps = sorted(set(rewind_steps))
   late = [k for k in rewind_steps if not 0 <= k <= total_steps]
   if late:
@@ -171,7 +173,10 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   data = data_base.get_dataset()
   hparams = runner.TrainingHParams()
   schedule = runner.Schedule.resolve(hparams, data.num_train)
-  steps = [schedules.parse_steps(k, schedule.steps_per_epoch) for k in rewind_steps]
+  steps = [schedules.parse_steps(k, schedule.steps_per_epoch, "instability.rewind_steps")
+           for k in rewind_steps]
+  if not steps:
+    raise errors.ConfigError("instability.rewind_steps is empty: give at least one k")
   masks = masks_lib.load(mask_file) if mask_file else None
   digest = masks_lib.digest(masks) if masks is not None else None
   if masks is not None:
@@ -184,6 +189,8 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   if parents_dir is not None:
     _move_parents(manifest, parents_dir, model_dir)
   if distribute.is_chief(strategy):
+    if parents_dir is None:  # IMP's sub-experiments belong to IMP's experiment
+      common.record_experiment(model_dir, "instability")
     files.write_json_atomic(layout.manifest(model_dir), manifest)
     common.write_operative_config(model_dir)
   copies = _copies(manifest)

@@ -5,6 +5,7 @@ import time
 import gin
 
 from lmc_tf import distribute
+from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.experiments import common
@@ -17,6 +18,9 @@ def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed
 
   The job table has already refused a DIR that holds another config's run.
   """
+  for name, seed in (("init_seed", init_seed), ("data_order_seed", data_order_seed),
+                     ("augmentation_seed", augmentation_seed)):
+    errors.non_negative_int(seed, f"train.{name}")
   started = time.time()
   chief = distribute.is_chief(strategy)
   with common.owned(model_dir, chief):
@@ -27,6 +31,7 @@ def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed
     trainer = runner.Trainer(model_dir, init_seed=init_seed, data_order_seed=data_order_seed,
                              augmentation_seed=augmentation_seed, strategy=strategy)
     if chief:
+      common.record_experiment(model_dir, "train")
       common.write_operative_config(model_dir, summary_writer=trainer.summary_writer)
     trainer.begin()
     results = trainer.train()

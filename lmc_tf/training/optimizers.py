@@ -12,6 +12,7 @@ import gin
 import keras
 from keras import ops
 
+from lmc_tf import errors
 from lmc_tf.training import schedules
 
 
@@ -82,10 +83,9 @@ def make_optimizer(steps_per_epoch, total_steps, step=None, offset=0, name=gin.R
   `weight_decay` is the coupled L2 coefficient of torch.optim (SPEC §2). `epsilon` defaults to
   PyTorch's 1e-8 (Keras's is 1e-7). `offset` restarts the schedule at that step (Figure 4).
   """
-  if weight_decay < 0:
-    raise ValueError(f"optimizer.weight_decay={weight_decay} must be >= 0")
-  if not learning_rate > 0:
-    raise ValueError(f"optimizer.learning_rate={learning_rate} must be > 0")
+  errors.number_in(weight_decay, "optimizer.weight_decay", 0, float("inf"))
+  errors.positive_number(learning_rate, "optimizer.learning_rate")
+  errors.number_in(momentum, "optimizer.momentum", 0, 1, high_open=True)
   schedule = schedules.make_schedule(learning_rate, steps_per_epoch, total_steps, offset)
   if step is not None:
     schedule = functools.partial(schedule, step)  # Keras calls a plain callable with no args

@@ -8,7 +8,6 @@ the data order and augmentation are pure functions of (seed, step) (data/pipelin
 
 import contextlib
 import dataclasses
-import datetime
 import os
 import time
 from typing import Optional, Sequence, Union
@@ -19,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmc_tf import distribute
+from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
@@ -28,6 +28,7 @@ from lmc_tf.models import registry
 from lmc_tf.training import checkpoints
 from lmc_tf.training import evaluate
 from lmc_tf.training import optimizers
+from lmc_tf.training import progress as progress_lib
 from lmc_tf.training import schedules
 
 Steps = Union[int, str]
@@ -94,18 +95,30 @@ class Schedule:
 
   @classmethod
   def resolve(cls, hparams, num_train):
+    """The step counts of `hparams` in iterations; every value is checked, and a bad one
+    is a ConfigError naming its `training.*` binding."""
+    errors.positive_int(hparams.batch_size, "training.batch_size")
+    errors.positive_int(hparams.steps_per_loop, "training.steps_per_loop")
+    errors.positive_int(hparams.eval_batch_size, "training.eval_batch_size")
+    if not isinstance(hparams.jit_compile, bool):
+      raise errors.ConfigError(f"training.jit_compile={hparams.jit_compile!r} must be True "
+                               "or False")
     per_epoch = pipeline.steps_per_epoch(num_train, hparams.batch_size)
-    parse = lambda s: schedules.parse_steps(s, per_epoch)  # noqa: E731
-    total = parse(hparams.steps)
+    parse = lambda s, name: schedules.parse_steps(s, per_epoch, f"training.{name}")  # noqa: E731
+    total = parse(hparams.steps, "steps")
     if total <= 0:
-      raise ValueError(f"training.steps={hparams.steps!r} must be positive")
-    kept = tuple(sorted({parse(s) for s in hparams.checkpoint_steps}))
+      raise errors.ConfigError(f"training.steps={hparams.steps!r} must be positive")
+    if isinstance(hparams.checkpoint_steps, (str, int)):
+      raise errors.ConfigError(f"training.checkpoint_steps={hparams.checkpoint_steps!r} must "
+                               "be a list of step counts")
+    kept = tuple(sorted({parse(s, "checkpoint_steps") for s in hparams.checkpoint_steps}))
     late = [s for s in kept if s > total]
     if late:
       raise ValueError(f"training.checkpoint_steps {late} lie beyond training.steps={total}")
-    every, log_every = parse(hparams.checkpoint_every), parse(hparams.log_every)
-    if every <= 0 or log_every <= 0 or hparams.steps_per_loop <= 0:
-      raise ValueError("training.checkpoint_every, log_every and steps_per_loop must be > 0")
+    every = parse(hparams.checkpoint_every, "checkpoint_every")
+    log_every = parse(hparams.log_every, "log_every")
+    if every <= 0 or log_every <= 0:
+      raise errors.ConfigError("training.checkpoint_every and log_every must be > 0")
     return cls(per_epoch, total, kept, every, log_every)
 
 
@@ -328,7 +341,7 @@ class Trainer:
     start = self.step
     writer = self.summary_writer
     density = layers.density(self.model)
-    progress = Progress(end, start)
+    progress = progress_lib.Progress(end, start)
     train_metrics = {}
     if start < end:
       iterator = iter(self._dataset(start))
@@ -383,27 +396,3 @@ class Trainer:
     return {"final_step": self.step, "test_accuracy": test["accuracy"],
             "test_loss": test["loss"], "density": density,
             **{f"train_{k}": v for k, v in train_metrics.items()}}
-
-
-class Progress:
-  """One plain line per report, with steps/s and ETA: readable in a terminal and in a log.
-
-  (keras.utils.Progbar redraws in place with backspaces whenever `posix` is imported, which
-  garbles log files, so the runner prints its own line.)
-  """
-
-  def __init__(self, total, start):
-    self.total, self.start = total, start
-    self.started = self.last_time = time.time()
-    self.last_step = start
-
-  def report(self, step, metrics):
-    now = time.time()
-    rate = (step - self.last_step) / max(now - self.last_time, 1e-9)
-    overall = (step - self.start) / max(now - self.started, 1e-9)
-    eta = (self.total - step) / max(overall, 1e-9)
-    self.last_time, self.last_step = now, step
-    values = " | ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-    print(f"step {step}/{self.total} ({100.0 * step / self.total:3.0f}%) | {values} | "
-          f"{rate:.0f} steps/s | ETA {datetime.timedelta(seconds=round(eta))}", flush=True)
-

@@ -11,24 +11,29 @@ import gin
 import keras
 import tensorflow as tf
 
+from lmc_tf.errors import ConfigError
+from lmc_tf.errors import number_in
+
 _STEPS = re.compile(r"^\s*(?:(\d+)\s*ep)?\s*(?:(\d+)\s*it)?\s*$")
 
 
-def parse_steps(value, steps_per_epoch):
-  """Iterations from an int or a string like '500it', '2ep' or '2ep100it'."""
-  if isinstance(value, bool):
-    raise ValueError(f"not a step count: {value!r}")
+def parse_steps(value, steps_per_epoch, name="step count"):
+  """Iterations from an int or a string like '500it', '2ep' or '2ep100it'; `name` (the
+  binding) is named in the error."""
+  if isinstance(value, (bool, float)) or value is None:
+    raise ConfigError(f"{name}={value!r} must be an int or look like '500it', '2ep' "
+                      "or '2ep100it'")
   if isinstance(value, int):
     steps = value
   else:
     match = _STEPS.match(str(value))
     if not match or not any(match.groups()):
-      raise ValueError(f"step count {value!r} must be an int or look like '500it', '2ep' "
-                       "or '2ep100it'")
+      raise ConfigError(f"{name}={value!r} must be an int or look like '500it', '2ep' "
+                        "or '2ep100it'")
     epochs, iters = (int(g) if g else 0 for g in match.groups())
     steps = epochs * steps_per_epoch + iters
   if steps < 0:
-    raise ValueError(f"step count {value!r} is negative")
+    raise ConfigError(f"{name}={value!r} is negative")
   return steps
 
 
@@ -74,10 +79,17 @@ def make_schedule(base_lr, steps_per_epoch, total_steps, offset=0, warmup="0it",
     drops: steps at which the rate is multiplied by `drop_factor`.
     decay_to: if set, the rate decays linearly from the base rate to this value at the end.
   """
-  warmup_steps = parse_steps(warmup, steps_per_epoch)
-  drop_steps = sorted(parse_steps(d, steps_per_epoch) for d in drops)
-  if not 0 < drop_factor <= 1:
-    raise ValueError(f"lr_schedule.drop_factor={drop_factor} must be in (0, 1]")
+  warmup_steps = parse_steps(warmup, steps_per_epoch, "lr_schedule.warmup")
+  drop_steps = sorted(parse_steps(d, steps_per_epoch, "lr_schedule.drops") for d in drops)
+  number_in(drop_factor, "lr_schedule.drop_factor", 0, 1, low_open=True)
+  late = [s for s in drop_steps if s > total_steps]
+  if warmup_steps > total_steps or late:
+    raise ConfigError(
+        f"lr_schedule: warmup={warmup!r} and drops={list(drops)!r} must lie within training "
+        f"(T={total_steps} steps); {'the warmup' if warmup_steps > total_steps else 'drops'} "
+        f"{'' if warmup_steps > total_steps else late} lie beyond it")
+  if decay_to is not None:
+    number_in(decay_to, "lr_schedule.decay_to", 0, float("inf"))
   return PaperSchedule(base_lr, warmup_steps, drop_steps, drop_factor, total_steps,
                        decay_to, offset)
 
