@@ -16,7 +16,7 @@ def _is_int(value):
 def positive_int(value, name):
   """`value` if it is an int > 0; else a ConfigError naming the binding."""
   if not _is_int(value) or value <= 0:
-    raise ConfigError(f"{name}={value!r} must be a positive integer")
+    raise ConfigError(f"{name}={value!r} must be a positive integer (at least 1)")
   return value
 
 

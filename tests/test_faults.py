@@ -136,6 +136,7 @@ def test_the_evaluator_recomputes_a_damaged_pair_and_skips_an_unreadable_copy(
   before = files.read_json(layout.metrics(exp, damaged["id"]))
   _truncate(layout.metrics(exp, damaged["id"]))
   _truncate(layout.curve(exp, damaged["id"]))
+  original = files.read_json(layout.metrics(exp, unreadable["id"]))
   os.remove(layout.metrics(exp, unreadable["id"]))
   copy_dir = layout.run_dir(exp, unreadable["copies"][1])
   for part in glob.glob(layout.checkpoint(copy_dir, unreadable["end_step"]) + ".data-*"):
@@ -150,6 +151,17 @@ def test_the_evaluator_recomputes_a_damaged_pair_and_skips_an_unreadable_copy(
   assert "cannot be read" in out
   assert files.read_json(layout.metrics(exp, damaged["id"])) == before
   assert summary["pairs_done"] == 1 and summary["pairs_total"] == 2
+  # The copy is no longer finished: the instability job trains it again, and then the
+  # evaluator measures the pair as it would have the first time.
+  assert not layout.is_finished(copy_dir)
+  gin.clear_config()
+  config.parse([SMOKE], [])
+  jobs.run(exp, job_override="instability")
+  assert layout.is_finished(copy_dir)
+  gin.clear_config()
+  config.parse([SMOKE], [])
+  assert jobs.run(exp, job_override="evaluate")["pairs_done"] == 2
+  assert files.read_json(layout.metrics(exp, unreadable["id"])) == original
 
 
 def test_a_directory_of_another_config_is_refused_before_anything_is_written(tmp_path):

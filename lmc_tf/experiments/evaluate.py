@@ -9,6 +9,7 @@ can run beside training. After each pair it refreshes DIR/summary.json. In an IM
 it evaluates the instability experiment of every subnetwork (DIR/instability/*).
 """
 
+import os
 import time
 
 import gin
@@ -40,6 +41,18 @@ def summarize(all_metrics, manifest):
 
 def _ready(model_dir, pair):
   return all(layout.is_finished(layout.run_dir(model_dir, run)) for run in pair["copies"])
+
+
+def _unfinish(checkpoint_path):
+  """A run whose checkpoint cannot be read is not finished: its checkpoint and summary are
+  set aside (renamed), so that rerunning its job trains it again from its newest intact
+  checkpoint."""
+  run_dir = os.path.dirname(os.path.dirname(checkpoint_path))
+  aside = checkpoints.set_aside(checkpoint_path)
+  if layout.is_finished(run_dir):
+    files.rename(layout.summary(run_dir), aside + ".summary.json")
+  print(f"  set aside as {aside}.*; rerun the training job to train {run_dir} again",
+        flush=True)
 
 
 def _curve_png(alphas, metrics, title):
@@ -94,8 +107,9 @@ def _evaluate_ready_pairs(sweeper, model_dir, manifest, metrics, alphas, splits,
       metrics[pair["id"]] = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair,
                                                     alphas, splits, _curve_png)
     except checkpoints.UnreadableCheckpointError as e:
-      # Not finished after all: retrain the copy (rerun the instability job), then evaluate.
       print(f"warning: pair {pair['id']} not evaluated: {e}", flush=True)
+      if chief:
+        _unfinish(e.path)
       continue
     line = ", ".join(f"{s} instability {metrics[pair['id']][s]['instability']:.2f} pp"
                      for s in splits)

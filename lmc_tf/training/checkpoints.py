@@ -15,6 +15,10 @@ from lmc_tf import files
 class UnreadableCheckpointError(ValueError):
   """A checkpoint whose files cannot be read (truncated, damaged, missing a part)."""
 
+  def __init__(self, path, error):
+    super().__init__(f"checkpoint {path} cannot be read ({_first_line(error)})")
+    self.path = path
+
 
 def _first_line(error):
   return (str(error).splitlines() or [type(error).__name__])[0][:300]
@@ -27,8 +31,7 @@ def check_readable(path):
     for key in reader.get_variable_to_shape_map():
       reader.get_tensor(key)
   except (IndexError, ValueError, tf.errors.OpError) as e:
-    raise UnreadableCheckpointError(f"checkpoint {path} cannot be read ({_first_line(e)})"
-                                    ) from None
+    raise UnreadableCheckpointError(path, e) from None
 
 
 def restore(checkpoint, path):
@@ -39,8 +42,7 @@ def restore(checkpoint, path):
     checkpoint.restore(path).assert_existing_objects_matched().expect_partial()
   except (IndexError, tf.errors.DataLossError, tf.errors.NotFoundError,
           tf.errors.OutOfRangeError) as e:
-    raise UnreadableCheckpointError(f"checkpoint {path} cannot be read ({_first_line(e)})"
-                                    ) from None
+    raise UnreadableCheckpointError(path, e) from None
   except (AssertionError, ValueError, tf.errors.InvalidArgumentError) as e:
     raise ValueError(
         f"checkpoint {path} does not fit this model: it was written by another model or "
