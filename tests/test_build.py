@@ -87,12 +87,15 @@ def _evaluate(name):
     for symbol in re.findall(r'"([^"]+)"', names)[1:]:
       env.setdefault(symbol, rule(symbol))
   exec(compile(source, name, "exec"), env)  # pylint: disable=exec-used
+  targets["__globals__"] = {"kind": "globals", **env}
   return targets
 
 
 @pytest.fixture(scope="module")
 def build():
-  return _evaluate("BUILD")
+  targets = _evaluate("BUILD")
+  targets.pop("__globals__")
+  return targets
 
 
 def _repo_glob(pattern):
@@ -138,6 +141,14 @@ def test_every_test_file_is_a_py_test(build):
   assert not sorted(set(by_file) - tests), f"py_tests of no file: {sorted(set(by_file) - tests)}"
   for path, name in by_file.items():
     assert name == os.path.basename(path)[:-len(".py")], f"{path} is py_test {name}"
+
+
+def test_the_large_tests_are_py_tests():
+  targets = _evaluate("BUILD")
+  large = targets.pop("__globals__")["LARGE_TESTS"]
+  for name in large:
+    assert name in targets and targets[name]["kind"] == "py_test", f"LARGE_TESTS: no {name}"
+    assert targets[name]["size"] == "large", name
 
 
 def test_the_helpers_are_the_test_support_library(build):
