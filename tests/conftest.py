@@ -11,7 +11,9 @@ import pytest  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SHARED_DATA = os.path.join(REPO, "..", "shared", "data")
+# LMC_TF_SHARED_DATA names it where the tree is not beside shared/ (a Bazel test's runfiles).
+SHARED_DATA = (os.environ.get("LMC_TF_SHARED_DATA")
+               or os.path.join(REPO, "..", "shared", "data"))
 
 _cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(
