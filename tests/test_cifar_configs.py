@@ -91,6 +91,7 @@ def _run(path, model_dir, data, job=None):
   return jobs.run(str(model_dir))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SMOKE, ids=os.path.basename)
 def test_smoke_config_runs_end_to_end(path, tmp_path, cifar10_sample):
   experiment = _run(path, tmp_path, cifar10_sample.npz)

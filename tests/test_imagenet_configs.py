@@ -165,6 +165,7 @@ def _kernels(model, checkpoint, prefix):
           if l.name.startswith(prefix)}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", NETWORKS)
 def test_train_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   result = _run(network, tmp_path, imagenet_sample)
@@ -194,6 +195,7 @@ def test_train_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   assert abs(losses["aux"] - losses["main"]) / count > 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", NETWORKS)
 def test_instability_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   name = f"{network}_instability"
@@ -219,6 +221,7 @@ def test_instability_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
           "instability.csv"} <= set(report)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("network", NETWORKS)
 def test_imp_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   name = f"{network}_imp"

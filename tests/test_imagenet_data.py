@@ -187,6 +187,7 @@ def test_manual_dir_prepares_the_dataset_on_first_load(tmp_path):
   assert again.num_train == 8
 
 
+@pytest.mark.slow
 def test_gin_caps_take_a_prefix_and_training_runs_end_to_end(bind, prepared, tmp_path):
   assert "imagenet" not in layout.NOT_FINGERPRINTED
   bind("dataset.name = 'imagenet2012'", f"imagenet.data_dir = '{prepared[0]}'",

@@ -167,6 +167,7 @@ def _random_data(num_classes=5):
                                 num_classes)
 
 
+@pytest.mark.slow
 def test_inception_trains_its_aux_head_and_evaluates_the_main_one(tmp_path, bind):
   data = _random_data()
   bindings = ["training.batch_size = 4", "training.steps = '2it'",

@@ -45,6 +45,7 @@ def _model():
   return registry.build_model(input_shape=data.image_shape, num_classes=data.num_classes)
 
 
+@pytest.mark.slow
 def test_pruned_weights_are_zero_and_densities_follow_0_8_to_the_level(experiment):
   record = files.read_json(experiment / "imp.json")
   levels = record["inits"]["0"]["0"]
@@ -66,6 +67,7 @@ def test_pruned_weights_are_zero_and_densities_follow_0_8_to_the_level(experimen
     assert entry["density"] == pytest.approx(0.8 ** entry["level"], abs=1 / total)
 
 
+@pytest.mark.slow
 def test_baselines_keep_what_they_should(experiment):
   level = files.read_json(experiment / "imp.json")["inits"]["0"]["0"][2]
   model = _model()
@@ -87,6 +89,7 @@ def test_baselines_keep_what_they_should(experiment):
   assert not np.array_equal(imp_start[0], reinit_start[0])
 
 
+@pytest.mark.slow
 def test_summary_lists_levels_with_every_variant(experiment):
   summary = json.loads((experiment / "summary.json").read_text())
   assert [l["level"] for l in summary["levels"]] == [0, 1, 2, 3]
@@ -97,6 +100,7 @@ def test_summary_lists_levels_with_every_variant(experiment):
   assert summary["full_network_accuracy"] == summary["levels"][0]["test_accuracy"]["imp"]
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_levels(experiment, tmp_path, capsys):
   import shutil  # pylint: disable=g-import-not-at-top
   exp = tmp_path / "exp"
@@ -123,6 +127,7 @@ def test_bad_input_is_refused_before_training(tmp_path, binding, message):
   assert not (tmp_path / "runs").exists()
 
 
+@pytest.mark.slow
 def test_instability_of_the_last_level_through_evaluate_and_report(tmp_path):
   _run(tmp_path, None, "imp.levels = 1", "imp.instability_levels = [1]",
        "imp.baselines_to_run = ['random_pruning']")
@@ -138,6 +143,7 @@ def test_instability_of_the_last_level_through_evaluate_and_report(tmp_path):
     assert (tmp_path / "report" / f"{figure}_level01.png").read_bytes()[:4] == b"\x89PNG"
 
 
+@pytest.mark.slow
 def test_several_rewind_steps_give_the_extreme_sparsity(tmp_path):
   summary = _run(tmp_path, None, "imp.levels = 2", "imp.rewind_steps = [0, 20]",
                  "imp.instability_levels = []", "imp.baselines_to_run = []")
@@ -153,6 +159,7 @@ def test_several_rewind_steps_give_the_extreme_sparsity(tmp_path):
   assert any(f.endswith("accuracy_vs_density.png") for f in result["files"])
 
 
+@pytest.mark.slow
 def test_subnetworks_rewound_to_k_are_the_ones_imp_found_rewinding_to_k(tmp_path):
   """Algorithm 2 gives (W_k, m) per k: the instability from k uses IMP's mask for k, and
   random pruning redraws that mask's per-layer densities."""

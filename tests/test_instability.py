@@ -145,6 +145,7 @@ def test_rewind_step_beyond_training_is_refused_before_training(tmp_path):
 # -- the smoke experiment --------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_copies_share_w_k_and_differ_in_sgd_noise(experiment):
   manifest = files.read_json(experiment / "instability.json")
   pair = next(p for p in manifest["pairs"] if p["rewind_step"] == 20)
@@ -171,6 +172,7 @@ def test_copies_share_w_k_and_differ_in_sgd_noise(experiment):
   assert not np.array_equal(batch(a), batch(b))
 
 
+@pytest.mark.slow
 def test_evaluator_endpoints_are_the_copies_own_errors(experiment):
   manifest = files.read_json(experiment / "instability.json")
   for pair in manifest["pairs"]:
@@ -193,6 +195,7 @@ def test_evaluator_endpoints_are_the_copies_own_errors(experiment):
       assert d["l2_init_to_k"] > 0
 
 
+@pytest.mark.slow
 def test_summary_holds_statistics_per_split_and_rewind_step(experiment):
   summary = json.loads((experiment / "summary.json").read_text())
   assert summary["pairs_done"] == summary["pairs_total"] == 2
@@ -205,6 +208,7 @@ def test_summary_holds_statistics_per_split_and_rewind_step(experiment):
     assert stats["samples"] == 1 and stats["instability_sd"] == 0.0
 
 
+@pytest.mark.slow
 def test_rerun_skips_finished_work(experiment, tmp_path, capsys):
   exp = _copy(experiment, tmp_path)
   before = {p: os.path.getmtime(p) for p in map(str, exp.rglob("*"))}
@@ -221,6 +225,7 @@ def test_rerun_skips_finished_work(experiment, tmp_path, capsys):
   assert not changed, changed
 
 
+@pytest.mark.slow
 def test_reset_schedule_and_every_epoch_through_to_the_report(tmp_path):
   bindings = ["instability.rewind_steps = [20]", "instability.reset_schedule = 'both'",
               "instability.every_epoch = True"]
@@ -258,6 +263,7 @@ def _main(model_dir, job, *bindings, wait=True):
                         timeout=300)
 
 
+@pytest.mark.slow
 def test_evaluator_started_before_training_picks_up_pairs(tmp_path):
   watcher = _main(tmp_path, "evaluate", "evaluate.watch = True", "evaluate.timeout_s = 240",
                   wait=False)
@@ -270,6 +276,7 @@ def test_evaluator_started_before_training_picks_up_pairs(tmp_path):
   assert json.loads((tmp_path / "summary.json").read_text())["pairs_done"] == 2
 
 
+@pytest.mark.slow
 def test_evaluator_killed_mid_sweep_resumes_without_redoing_points(experiment, tmp_path):
   many = ["evaluate.num_alphas = 120"]
   killed, reference = tmp_path / "killed", tmp_path / "reference"
@@ -337,6 +344,7 @@ def test_a_mask_is_applied_to_w_k_before_the_copies_start(tmp_path):
         assert not np.any(layer.kernel.numpy()[masks[layer.name] == 0])
 
 
+@pytest.mark.slow
 def test_curves_go_to_tensorboard_as_scalars_and_an_image(experiment):
   from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
   pair_dir = next((experiment / "pairs").iterdir())

@@ -260,6 +260,7 @@ def test_missing_gcloud_or_ssh_says_what_to_install(tmp_path):
 
 # -- a real run -----------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_multi_worker_local_trains_two_workers_on_this_cpu(tmp_path):
   workers = ",".join(f"127.0.0.1:{p}" for p in free_ports(2))
   bindings = TINY + ["training.steps = '20it'", "training.log_every = '10it'",

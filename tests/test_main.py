@@ -23,6 +23,7 @@ def _main(model_dir, *bindings, **kwargs):
                         timeout=300, **kwargs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("binding,name", [
     ("training.batchsize = 3", "batchsize"),
     ("trainng.steps = '10it'", "trainng"),
@@ -35,6 +36,7 @@ def test_bad_binding_exits_nonzero_naming_it_before_training(tmp_path, binding, 
   assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_missing_gin_file_is_an_error(tmp_path):
   result = subprocess.run(
       [PYTHON, "-m", "lmc_tf.main", "--gin_file=no_such.gin", f"--model_dir={tmp_path}"],
@@ -48,6 +50,7 @@ RESUME = ["dataset.max_train_examples = 6000", "dataset.max_test_examples = 500"
           "training.checkpoint_steps = ['5ep']"]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_run_then_rerun_ends_bit_identical(tmp_path):
   # Uninterrupted reference.
   done = _main(tmp_path / "ref", *RESUME)

@@ -39,6 +39,7 @@ def _train(model_dir, bind, *bindings):
   return trainer, results
 
 
+@pytest.mark.slow
 def test_resnet50_on_four_replicas_matches_one_device(tmp_path, bind):
   one, one_results = _train(tmp_path / "one", bind, *RESNET50)
   four, four_results = _train(tmp_path / "four", bind, *RESNET50, *FOUR)
@@ -73,6 +74,7 @@ def _imp(model_dir, *bindings):
   return files.read_json(os.path.join(model_dir, "imp.json"))["inits"]["0"]["0"]
 
 
+@pytest.mark.slow
 def test_pruning_masks_and_interpolation_do_not_depend_on_the_replica_count(tmp_path):
   one = _imp(tmp_path / "one")
   four = _imp(tmp_path / "four", *FOUR)

@@ -45,6 +45,7 @@ def _mtimes(model_dir):
                                                                  "summary.json"))}
 
 
+@pytest.mark.slow
 def test_local_two_worker_ray_sweep_runs_every_run_once_and_a_rerun_does_nothing(tmp_path):
   ray = pytest.importorskip("ray")
   instability_dir, imp_dir = str(tmp_path / "instability"), str(tmp_path / "imp")

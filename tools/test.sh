@@ -5,4 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source tools/ensure_venv.sh
 # One worker per core: most of the suite's time is single-threaded graph tracing.
-exec .venv/bin/python -m pytest -q -n auto "$@"
+# --dist loadscope keeps each module on one worker, so its module-scoped fixtures (trained
+# models) are built once. --durations=25 lists the slowest tests; `-m "not slow"` is the fast tier.
+exec .venv/bin/python -m pytest -q -n auto --dist loadscope --durations=25 "$@"
