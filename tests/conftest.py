@@ -172,12 +172,3 @@ def imagenet_sample(tmp_path_factory):
   imagenet.prepare(str(root / "data"), manual, num_shards=4)
   return str(root / "data")
 
-
-# Slow tests in modules that do not import pytest (to decorate with @pytest.mark.slow).
-SLOW = {("test_distribute.py", "test_multi_worker_mirrored_two_local_workers_end_identical")}
-
-
-def pytest_collection_modifyitems(items):
-  for item in items:
-    if (item.path.name, item.name) in SLOW:
-      item.add_marker(pytest.mark.slow)

@@ -5,6 +5,7 @@ import os
 import subprocess
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from lmc_tf import distribute
@@ -45,6 +46,7 @@ def test_mirrored_on_two_cpus_matches_one_device(tmp_path, bind):
       str(tmp_path / "fresh"), init_seed=1).model.get_weights()[0])  # it did train
 
 
+@pytest.mark.slow
 def test_multi_worker_mirrored_two_local_workers_end_identical(tmp_path, bind):
   ports = free_ports(2)
   cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
