@@ -1,0 +1,15 @@
+"""Every VGG-16 smoke config runs end to end (the ResNet-20 ones: test_cifar_configs.py)."""
+
+import os
+
+import pytest
+
+from tests.test_cifar_configs import SMOKE
+from tests.test_cifar_configs import check_smoke_config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", [p for p in SMOKE if "vgg16" in os.path.basename(p)],
+                         ids=os.path.basename)
+def test_smoke_config_runs_end_to_end(path, tmp_path, cifar10_sample):
+  check_smoke_config(path, tmp_path, cifar10_sample)
