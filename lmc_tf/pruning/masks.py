@@ -1,4 +1,7 @@
-"""Masks as {layer name: 0/1 array}: sparsity reports, digests, and .npz files on disk."""
+"""Masks as {layer name: 0/1 array}: sparsity reports, digests, and .npz files on disk.
+
+They are applied to a model in models/layers.py (MaskedDense, MaskedConv2D, set_masks).
+"""
 
 import hashlib
 import io
