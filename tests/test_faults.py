@@ -214,7 +214,7 @@ def test_a_run_directory_is_owned_by_one_live_process(tmp_path, bind):
 def test_two_trainers_started_together_on_one_directory(tmp_path):
   run = str(tmp_path / "run")
   argv = [PYTHON, "-m", "lmc_tf.main", "--gin_file=lenet_mnist.gin", f"--model_dir={run}"] + [
-      f"--gin_bindings={b}" for b in TINY + ["training.steps = '400it'"]]
+      f"--gin_bindings={b}" for b in TINY + ["training.steps = '300it'"]]
   procs = [subprocess.Popen(argv, cwd=REPO, env=python_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True) for _ in range(2)]
   outcomes = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]

@@ -36,7 +36,11 @@ def write_operative_config(directory, name=layout.OPERATIVE_CONFIG, summary_writ
 
 
 def _flat(value, prefix=""):
-  """{'configurable.param': value} of a fingerprint, for naming what differs."""
+  """{'configurable.param': value} of an identity, for naming what differs (the training
+  fingerprint's bindings under their own names)."""
+  if isinstance(value, dict) and prefix == "" and isinstance(value.get("training"), dict):
+    rest = {k: v for k, v in value.items() if k != "training"}
+    return {**_flat(value["training"]), **_flat(rest)}
   if isinstance(value, dict):
     out = {}
     for key, inner in value.items():

@@ -202,7 +202,6 @@ class Trainer:
         if self.is_chief else tf.summary.create_noop_writer())
     self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
                                              self.hparams.eval_batch_size)
-    self._all_finite = None
 
   @property
   def step(self):
@@ -245,12 +244,10 @@ class Trainer:
   def _finite(self):
     """Whether every float variable a checkpoint holds is finite: the model's (weights,
     masks, BN statistics) and the optimizer's (momentum overflows before the weights do)."""
-    if self._all_finite is None:
-      variables = [v for v in [*self.model.variables, *self.optimizer.variables]
-                   if tf.as_dtype(v.dtype).is_floating]
-      self._all_finite = tf.function(lambda: tf.reduce_all(
-          [tf.reduce_all(tf.math.is_finite(v)) for v in variables]))
-    return bool(self._all_finite())
+    # Eager, once per compiled loop: a tf.function here would be traced again for every run.
+    return all(bool(tf.reduce_all(tf.math.is_finite(v)))
+               for v in [*self.model.variables, *self.optimizer.variables]
+               if tf.as_dtype(v.dtype).is_floating)
 
   def _save(self, kept):
     manager = self.kept if kept else self.resume
