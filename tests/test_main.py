@@ -10,7 +10,6 @@ import pytest
 import tensorflow as tf
 
 from lmc_tf.training import checkpoints
-from lmc_tf.training import runner
 from tests.conftest import PYTHON, REPO, python_env
 
 LENET = os.path.join(REPO, "gin_configs", "lenet_mnist.gin")
