@@ -9,6 +9,7 @@ import json
 import os
 import posixpath
 import socket
+import time
 import uuid
 
 import tensorflow as tf
@@ -107,8 +108,7 @@ class UnreadableFileError(ValueError):
 def read_json(path):
   """The JSON value in `path`; a file that is not valid JSON is an UnreadableFileError that
   names it."""
-  with tf.io.gfile.GFile(path) as f:
-    text = f.read()
+  text = read_text(path)
   try:
     return json.loads(text)
   except ValueError as e:
@@ -117,6 +117,9 @@ def read_json(path):
 
 def rename(source, target):
   tf.io.gfile.rename(source, target, overwrite=False)
+
+
+_HALF_WRITTEN_S = 10  # an unreadable lock younger than this is being written, not stale
 
 
 class DirectoryLock:
@@ -140,8 +143,15 @@ class DirectoryLock:
       return None  # half-written or just released
 
   def _stale(self, holder):
-    if holder is None or holder.get("host") != self.holder["host"]:
-      return holder is None
+    if holder is None:
+      # Unreadable: just released (stale), or being written by its holder this instant.
+      try:
+        age_s = time.time() - tf.io.gfile.stat(self.path).mtime_nsec / 1e9
+      except tf.errors.NotFoundError:
+        return True
+      return age_s > _HALF_WRITTEN_S
+    if holder.get("host") != self.holder["host"]:
+      return False  # a process on another host cannot be checked from here
     try:
       os.kill(int(holder["pid"]), 0)
     except ProcessLookupError:
@@ -172,9 +182,10 @@ class DirectoryLock:
         return self
       holder = self._read()
       if not self._stale(holder):
+        who = holder or {"pid": "(starting)", "host": "(unknown)"}
         raise DirectoryBusyError(
-            f"{os.path.dirname(self.path)} is in use by process {holder.get('pid')} on "
-            f"{holder.get('host')} (lock {self.path}); wait for it to finish, or delete the "
+            f"{os.path.dirname(self.path)} is in use by process {who.get('pid')} on "
+            f"{who.get('host')} (lock {self.path}); wait for it to finish, or delete the "
             "lock if that process is gone")
       print(f"note: taking over the stale lock {self.path} of a process that is gone "
             f"({holder})", flush=True)
