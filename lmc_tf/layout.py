@@ -15,6 +15,7 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
     imp.json  masks/init<s>-k<k>/<variant>_level<L>.npz   IMP's levels and masks
     runs/<role>-<hash>/            the runs, named by the hash of what they compute
     pairs/<pair id>/{curve.json,curve_step<s>.json,metrics.json,events/}   the evaluator's
+      (another BN mode than 'interpolate': curve_<mode>.json, metrics_<mode>.json, ...)
     instability/<variant>-level<L>-init<s>-k<k>/   IMP's sub-experiments (experiments)
     report/                        figures and tables
     summary.json  operative_config.gin  evaluate_operative_config.gin
@@ -136,14 +137,35 @@ def pair_dir(experiment_dir, pair_id):
   return files.join(experiment_dir, PAIRS, pair_id)
 
 
-def curve(experiment_dir, pair_id, step=None):
-  """The pair's interpolation curve at the end of training, or at an earlier `step`."""
+# The paper's BN mode (statistics interpolated like every other variable) keeps the file
+# names it always had; another mode's files carry its name: curve_reset.json, metrics_repair.json.
+DEFAULT_BN_MODE = "interpolate"
+_MODE_SUFFIX = re.compile(r"^metrics_([a-z]+)\.json$")
+
+
+def _with_mode(name, mode):
+  if mode == DEFAULT_BN_MODE:
+    return name
+  stem, ext = name.rsplit(".", 1)
+  return f"{stem}_{mode}.{ext}"
+
+
+def curve(experiment_dir, pair_id, step=None, mode=DEFAULT_BN_MODE):
+  """The pair's interpolation curve at the end of training, or at an earlier `step`, with
+  BN statistics as BN mode `mode` gives them (evaluation/bn_modes.py)."""
   name = CURVE if step is None else f"curve_step{int(step)}.json"
-  return files.join(experiment_dir, PAIRS, pair_id, name)
+  return files.join(experiment_dir, PAIRS, pair_id, _with_mode(name, mode))
 
 
-def metrics(experiment_dir, pair_id):
-  return files.join(experiment_dir, PAIRS, pair_id, METRICS)
+def metrics(experiment_dir, pair_id, mode=DEFAULT_BN_MODE):
+  return files.join(experiment_dir, PAIRS, pair_id, _with_mode(METRICS, mode))
+
+
+def metrics_modes(experiment_dir, pair_id):
+  """The BN modes the pair has metrics for, the default first."""
+  names = set(files.listdir(pair_dir(experiment_dir, pair_id)))
+  modes = [DEFAULT_BN_MODE] if METRICS in names else []
+  return modes + sorted(m.group(1) for m in map(_MODE_SUFFIX.match, names) if m)
 
 
 def report_file(experiment_dir, name):

@@ -101,3 +101,17 @@ def test_instability_experiment_on_a_non_local_filesystem(tmp_path, monkeypatch)
     assert files.exists(layout.report_file(root, name)), name
   assert any(f.startswith("events/") or "/events/" in f for f in written)
   assert os.listdir(tmp_path) == []
+
+
+def test_bn_modes_other_than_the_papers_have_their_own_files(tmp_path):
+  d = str(tmp_path)
+  assert layout.curve(d, "p").endswith("pairs/p/curve.json")
+  assert layout.metrics(d, "p").endswith("pairs/p/metrics.json")
+  assert layout.curve(d, "p", mode="reset").endswith("pairs/p/curve_reset.json")
+  assert layout.curve(d, "p", 100, mode="repair").endswith("pairs/p/curve_step100_repair.json")
+  assert layout.metrics(d, "p", mode="repair").endswith("pairs/p/metrics_repair.json")
+  assert layout.metrics_modes(d, "p") == []
+  for mode in ("repair", "interpolate", "reset"):
+    files.write_json_atomic(layout.metrics(d, "p", mode=mode), {})
+  files.write_json_atomic(layout.curve(d, "p", mode="reset"), {})
+  assert layout.metrics_modes(d, "p") == ["interpolate", "repair", "reset"]

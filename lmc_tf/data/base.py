@@ -53,11 +53,12 @@ class ImageDataset:
   # its batches through these two methods.
 
   def train_batches(self, batch_size, data_order_seed, augmentation_seed, start_step,
-                    num_steps, input_context=None):
-    """Per-replica (images, labels) batches for steps [start_step, start_step + num_steps)."""
+                    num_steps, input_context=None, augment=True):
+    """Per-replica (images, labels) batches for steps [start_step, start_step + num_steps);
+    `augment=False` gives the same examples without the training augmentation."""
     from lmc_tf.data import pipeline  # pylint: disable=g-import-not-at-top  (imports TF)
     return pipeline.train_dataset(self, batch_size, data_order_seed, augmentation_seed,
-                                  start_step, num_steps, input_context)
+                                  start_step, num_steps, input_context, augment)
 
   def eval_batches(self, split, batch_size, max_examples=None, input_context=None):
     """Per-replica (images, labels, weights) batches of `split`, unaugmented, in order."""

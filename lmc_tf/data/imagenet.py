@@ -207,8 +207,9 @@ class StreamedImageNet:
   # -- the protocol ------------------------------------------------------------------------
 
   def train_batches(self, batch_size, data_order_seed, augmentation_seed, start_step,
-                    num_steps, input_context=None):
-    """Per-replica (images, labels) batches for steps [start_step, start_step + num_steps).
+                    num_steps, input_context=None, augment=True):
+    """Per-replica (images, labels) batches for steps [start_step, start_step + num_steps);
+    `augment=False` preprocesses them as evaluation does (central crop, no distortion).
 
     Input pipeline p of P reads examples [p, p + 1) * (n // P) of the (capped) train split and
     supplies the slice [p, p + 1) * batch_size / P of every global batch.
@@ -254,6 +255,8 @@ class StreamedImageNet:
 
     def example(record, seed):
       image_bytes, label = self._parse(record)
+      if not augment:
+        return self.preprocessing.eval(image_bytes), label
       return self.preprocessing.train(image_bytes, seed), label
 
     first_epoch = start_step // per_epoch

@@ -74,7 +74,7 @@ def _scale(images, data):
 
 
 def train_dataset(data, batch_size, data_order_seed, augmentation_seed, start_step,
-                  num_steps, input_context=None):
+                  num_steps, input_context=None, augment=True):
   """Batches for steps [start_step, start_step + num_steps) as (images, labels).
 
   With an `input_context` (distribute_datasets_from_function), each input pipeline yields the
@@ -100,7 +100,7 @@ def train_dataset(data, batch_size, data_order_seed, augmentation_seed, start_st
   def load(indices, step):
     local = indices[pipeline_id * local_batch:(pipeline_id + 1) * local_batch]
     images = _scale(tf.gather(x_all, local), data)
-    if data.augment is not None:
+    if augment and data.augment is not None:
       seeds = example_seeds(augmentation_seed, step, batch_size)
       seeds = seeds[pipeline_id * local_batch:(pipeline_id + 1) * local_batch]
       images = data.augment(images, seeds)

@@ -40,11 +40,15 @@ class MaskedDense(_MaskMixin, keras.layers.Dense):
     super().build(input_shape)
     self._build_mask()
 
-  def call(self, inputs):
+  def pre_activation(self, inputs):
     kernel = tf.cast(self.masked_kernel, self.compute_dtype)
     outputs = tf.matmul(inputs, kernel)
     if self.use_bias:
       outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype))
+    return outputs
+
+  def call(self, inputs):
+    outputs = self.pre_activation(inputs)
     return self.activation(outputs) if self.activation is not None else outputs
 
 
@@ -55,13 +59,17 @@ class MaskedConv2D(_MaskMixin, keras.layers.Conv2D):
     super().build(input_shape)
     self._build_mask()
 
-  def call(self, inputs):
+  def pre_activation(self, inputs):
     kernel = tf.cast(self.masked_kernel, self.compute_dtype)
     outputs = self.convolution_op(inputs, kernel)
     if self.use_bias:
       outputs = tf.nn.bias_add(outputs, tf.cast(self.bias, self.compute_dtype),
                                data_format="NHWC" if self.data_format == "channels_last"
                                else "NCHW")
+    return outputs
+
+  def call(self, inputs):
+    outputs = self.pre_activation(inputs)
     return self.activation(outputs) if self.activation is not None else outputs
 
 
@@ -93,6 +101,28 @@ def set_masks(model, masks):
                      f"the model's prunable layers are {sorted(layers)}")
   for name, mask in masks.items():
     layers[name].set_mask(mask)
+
+
+def global_moments(inputs):
+  """(x in float32, mean, biased variance, count) per channel (last axis) over every other
+  axis of the global batch: summed across replicas when there are several.
+
+  Two passes of one all-reduce each: E[x^2] - E[x]^2 in one pass loses the variance of deep
+  layers to cancellation.
+  """
+  x = tf.cast(inputs, tf.float32)
+  axes = list(range(len(x.shape) - 1))
+  count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
+  total = tf.reduce_sum(x, axes)
+  context = tf.distribute.get_replica_context()
+  several = context is not None and context.num_replicas_in_sync > 1
+  if several:
+    total, count = context.all_reduce("SUM", [total, count])
+  mean = total / count
+  squares = tf.reduce_sum(tf.square(x - mean), axes)
+  if several:
+    squares = context.all_reduce("SUM", squares)
+  return x, mean, squares / count, count
 
 
 class BatchNorm(keras.layers.Layer):
@@ -137,22 +167,11 @@ class BatchNorm(keras.layers.Layer):
                                            initializer="ones", trainable=False,
                                            autocast=False, aggregation="mean")
 
-  def _global_moments(self, inputs, replica_context):
-    """Mean and (biased) variance over the global batch, in two passes of one all-reduce
-    each: E[x^2] - E[x]^2 in one pass loses the variance of deep layers to cancellation."""
-    x = tf.cast(inputs, tf.float32)
-    axes = [0, 1, 2]
-    count = tf.cast(tf.reduce_prod(tf.shape(x)[:-1]), tf.float32)
-    total, count = replica_context.all_reduce("SUM", [tf.reduce_sum(x, axes), count])
-    mean = total / count
-    squares = replica_context.all_reduce("SUM", tf.reduce_sum(tf.square(x - mean), axes))
-    return x, mean, squares / count, count
-
   def call(self, inputs, training=False):
     replica_context = tf.distribute.get_replica_context()
     if (training and self.synchronized and replica_context is not None
         and replica_context.num_replicas_in_sync > 1):
-      x, mean, variance, count = self._global_moments(inputs, replica_context)
+      x, mean, variance, count = global_moments(inputs)
       outputs = tf.nn.batch_normalization(x, mean, variance, self.beta, self.gamma,
                                           self.epsilon)
       keep = self.momentum
