@@ -6,9 +6,20 @@ the train and test sets. Each alpha point is written atomically as soon as it is
 (layout.curve), so a killed evaluator restarts where it stopped; the pair's metrics.json
 (instability, loss barrier, distances) is written last. The `evaluate` job
 (experiments/evaluate.py) picks the pairs.
+
+A `Plan` can ask for more than the paper's curve, each under its own name beside it:
+- BN modes (evaluation/bn_modes.py): the curve again with BN statistics reset or REPAIRed at
+  every alpha, in its own curve_<mode>.json and metrics_<mode>.json;
+- `alpha_range`: the curve extended beyond the endpoints at the grid's spacing;
+- `refine_peak`: bisection around the highest error of each split until the peak is located
+  to within 1/240 of the path.
+The instability of record is always the paper's: the max over the grid on [0, 1] minus the
+mean of the endpoints.
 """
 
+import dataclasses
 import os
+from typing import Tuple
 
 import tensorflow as tf
 
@@ -21,6 +32,89 @@ from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import evaluate as evaluate_lib
 from lmc_tf.training import schedules
+
+PEAK_RESOLUTION = 1.0 / 240.0  # refine_peak locates the peak to within this much of alpha
+DEFAULT_RANGE = (0.0, 1.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """What to measure on every pair: the grid, the splits, the BN modes and the extras."""
+  alphas: Tuple[float, ...]
+  splits: Tuple[str, ...]
+  modes: Tuple[str, ...] = (layout.DEFAULT_BN_MODE,)
+  alpha_range: Tuple[float, float] = DEFAULT_RANGE
+  refine_peak: bool = False
+
+  @property
+  def extended_alphas(self):
+    """The grid continued at its spacing over alpha_range (the grid itself included)."""
+    lo, hi = self.alpha_range
+    spacing = self.alphas[1] - self.alphas[0]
+    below, above = [], []
+    j = 1
+    while -j * spacing >= lo - 1e-9:
+      below.append(-j * spacing)
+      j += 1
+    j = 1
+    while 1.0 + j * spacing <= hi + 1e-9:
+      above.append(1.0 + j * spacing)
+      j += 1
+    return sorted(below) + list(self.alphas) + above
+
+  def settings(self):
+    """The plan's entries of a metrics file beyond the paper's (none with the defaults), so
+    that a saved file can be told to have been measured under this plan."""
+    out = {}
+    if tuple(self.alpha_range) != DEFAULT_RANGE:
+      out["alpha_range"] = [float(a) for a in self.alpha_range]
+    if self.refine_peak:
+      out["refine_peak"] = True
+    return out
+
+  def matches(self, saved):
+    keys = ("alpha_range", "refine_peak")
+    return (saved.get("alphas") == [float(a) for a in self.alphas]
+            and {k: saved[k] for k in keys if k in saved} == self.settings())
+
+
+class Curve:
+  """One curve's points on disk: grid points by index (as the paper's curve.json always
+  held them), any other alpha by its value under "extra". Measured once each, resumed."""
+
+  def __init__(self, path, grid, measure, on_point=None):
+    self.path = path
+    self.grid = [float(a) for a in grid]
+    self._measure = measure
+    self._on_point = on_point
+    self.points, self.extra = {}, {}
+    if files.exists(path):
+      try:
+        saved = files.read_json(path)
+      except files.UnreadableFileError as e:
+        print(f"warning: {e}; its alpha points are measured again", flush=True)
+        saved = {}
+      if saved.get("alphas") == self.grid:
+        self.points, self.extra = saved["points"], saved.get("extra", {})
+        print(f"{os.path.basename(os.path.dirname(path))}: "
+              f"{len(self.points)}/{len(self.grid)} alpha points already measured", flush=True)
+
+  def at(self, alpha):
+    alpha = float(alpha)
+    index = self.grid.index(alpha) if alpha in self.grid else None
+    store, key = (self.points, str(index)) if index is not None else (self.extra, repr(alpha))
+    if key not in store:
+      store[key] = self._measure(alpha)
+      saved = {"alphas": self.grid, "points": self.points}
+      if self.extra:
+        saved["extra"] = self.extra
+      files.write_json_atomic(self.path, saved)
+      if self._on_point and index is not None:
+        self._on_point(index, store[key])
+    return store[key]
+
+  def on_grid(self):
+    return [self.at(a) for a in self.grid]
 
 
 class Sweeper:
@@ -42,28 +136,31 @@ class Sweeper:
     return {split: {k: r[k] for k in ("error", "loss")}
             for split, r in ((s, e()) for s, e in self.evaluators.items())}
 
-  def sweep(self, weights_a, weights_b, alphas, path, on_point=None):
+  def curve(self, weights_a, weights_b, alphas, path, on_point=None, transform=None):
+    """The `Curve` between two networks; `transform(alpha, weights)` gives the variables a
+    point is measured with (a BN mode), the interpolation itself if None."""
+    def measure(alpha):
+      weights = interpolate.interpolate(weights_a, weights_b, alpha)
+      return self.measure(weights if transform is None else transform(alpha, weights))
+    return Curve(path, alphas, measure, on_point)
+
+  def sweep(self, weights_a, weights_b, alphas, path, on_point=None, transform=None):
     """Error and loss at every alpha; resumes from the points already in `path`."""
-    alphas = [float(a) for a in alphas]
-    done = {}
-    if files.exists(path):
-      try:
-        saved = files.read_json(path)
-      except files.UnreadableFileError as e:
-        print(f"warning: {e}; its alpha points are measured again", flush=True)
-        saved = {}
-      if saved.get("alphas") == alphas:
-        done = saved["points"]
-        print(f"{os.path.basename(os.path.dirname(path))}: {len(done)}/{len(alphas)} alpha "
-              "points already measured", flush=True)
-    for i, alpha in enumerate(alphas):
-      if str(i) in done:
-        continue
-      done[str(i)] = self.measure(interpolate.interpolate(weights_a, weights_b, alpha))
-      files.write_json_atomic(path, {"alphas": alphas, "points": done})
-      if on_point:
-        on_point(i, done[str(i)])
-    return [done[str(i)] for i in range(len(alphas))]
+    return self.curve(weights_a, weights_b, alphas, path, on_point, transform).on_grid()
+
+
+def refine_peak(curve, split):
+  """(alpha, error) of the highest error of `split` on [0, 1], bisected from the grid's
+  highest point until it is located to within PEAK_RESOLUTION."""
+  grid = curve.grid
+  error = lambda a: curve.at(a)[split]["error"]  # noqa: E731
+  best = max(grid, key=error)
+  step = grid[1] - grid[0]
+  while step > PEAK_RESOLUTION:
+    step /= 2.0
+    candidates = [best] + [a for a in (best - step, best + step) if 0.0 <= a <= 1.0]
+    best = max(candidates, key=error)
+  return best, error(best)
 
 
 def _curve_metrics(points, splits):
@@ -75,8 +172,14 @@ def _checkpoint(model_dir, run, step):
   return layout.checkpoint(layout.run_dir(model_dir, run), step)
 
 
-def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits, curve_png=None):
-  """Sweeps one pair (and its epochs, for Appendix C); writes and returns its metrics.
+def _tag(prefix, mode):
+  return prefix if mode == layout.DEFAULT_BN_MODE else f"{prefix}_{mode}"
+
+
+def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=None):
+  """Sweeps one pair (and its epochs, for Appendix C) in every BN mode of `plan` that
+  `bn` (a bn_modes.BNModes, needed for any mode but the paper's) provides; writes each
+  mode's metrics and returns {mode: metrics}.
 
   curve_png(alphas, {split: metrics}, title) -> PNG bytes, if given, draws the pair's curve
   for TensorBoard's image tab.
@@ -84,47 +187,97 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, alphas, splits, curve_png=
   pair_id = pair["id"]
   writer = tf.summary.create_file_writer(layout.events(layout.pair_dir(model_dir, pair_id)))
   run_a, run_b = pair["copies"]
-  k, end = pair["start_step"], pair["end_step"]
+  final_a = sweeper.load(_checkpoint(model_dir, run_a, pair["end_step"]))
+  final_b = sweeper.load(_checkpoint(model_dir, run_b, pair["end_step"]))
+  apart = pair_distances(sweeper, model_dir, manifest, pair, final_a, final_b)
+  if bn is not None:
+    bn.begin_pair(final_a, final_b)
+  results = {}
+  for mode in plan.modes:
+    metrics = _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, mode,
+                             (final_a, final_b), apart, writer, curve_png)
+    files.write_json_atomic(layout.metrics(model_dir, pair_id, mode), metrics)
+    results[mode] = metrics
+  writer.flush()
+  return results
+
+
+def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, mode, finals, apart,
+                   writer, curve_png):
+  """One BN mode's metrics of one pair; `apart` are the pair's distances."""
+  pair_id = pair["id"]
+  splits = plan.splits
+  transform = None if mode == layout.DEFAULT_BN_MODE else (
+      lambda alpha, weights: bn.weights(mode, alpha, weights))
 
   def log_point(i, point):
     with writer.as_default(step=i):
       for split, values in point.items():
-        tf.summary.scalar(f"interpolation/{split}_error", values["error"])
-        tf.summary.scalar(f"interpolation/{split}_loss", values["loss"])
+        tf.summary.scalar(f"{_tag('interpolation', mode)}/{split}_error", values["error"])
+        tf.summary.scalar(f"{_tag('interpolation', mode)}/{split}_loss", values["loss"])
 
-  final_a = sweeper.load(_checkpoint(model_dir, run_a, end))
-  final_b = sweeper.load(_checkpoint(model_dir, run_b, end))
-  points = sweeper.sweep(final_a, final_b, alphas, layout.curve(model_dir, pair_id), log_point)
+  curve = sweeper.curve(*finals, plan.alphas,
+                        layout.curve(model_dir, pair_id, mode=mode), log_point, transform)
+  points = curve.on_grid()
   metrics = {key: pair[key] for key in ("id", "variant", "rewind_step", "init_seed", "pair")}
-  metrics["alphas"] = [float(a) for a in alphas]
+  if mode != layout.DEFAULT_BN_MODE:
+    metrics["bn_mode"] = mode
+  metrics["alphas"] = [float(a) for a in plan.alphas]
+  metrics.update(plan.settings())
   metrics.update(_curve_metrics(points, splits))
-  metrics["distances"] = pair_distances(sweeper, model_dir, manifest, pair, final_a, final_b)
+  if tuple(plan.alpha_range) != DEFAULT_RANGE:
+    extended = plan.extended_alphas
+    extended_points = [curve.at(a) for a in extended]
+    metrics["extended_alphas"] = [float(a) for a in extended]
+    for split in splits:
+      metrics[split]["extended_errors"] = [p[split]["error"] for p in extended_points]
+      metrics[split]["extended_losses"] = [p[split]["loss"] for p in extended_points]
+  if plan.refine_peak:
+    for split in splits:
+      alpha, error = refine_peak(curve, split)
+      metrics[split].update(peak_alpha=alpha, peak_error=error, refined_instability=(
+          error - metrics[split]["endpoint_error_mean"]))
+  metrics["distances"] = apart
 
   if manifest["every_epoch"]:
-    metrics["per_epoch"] = []
-    spe = manifest["steps_per_epoch"]
-    for step in schedules.epoch_steps(k, end, spe):
-      if step == end:
-        epoch_points = points
-      else:
-        epoch_points = sweeper.sweep(
-            sweeper.load(_checkpoint(model_dir, run_a, step)),
-            sweeper.load(_checkpoint(model_dir, run_b, step)), alphas,
-            layout.curve(model_dir, pair_id, step))
-      per = _curve_metrics(epoch_points, splits)
-      metrics["per_epoch"].append({"epoch": step // spe, "step": step, **{
-          s: {key: v for key, v in m.items() if key not in ("errors", "losses")}
-          for s, m in per.items()}})
+    metrics["per_epoch"] = _per_epoch(sweeper, model_dir, manifest, pair, plan, bn, mode,
+                                      points)
+    if bn is not None:
+      bn.begin_pair(*finals)  # the per-epoch sweeps measured other endpoints
 
   with writer.as_default(step=0):
     if curve_png is not None:
-      png = curve_png(metrics["alphas"], {s: metrics[s] for s in splits}, pair_id)
-      tf.summary.image("interpolation_curve", tf.image.decode_png(png)[None])
+      png = curve_png(metrics["alphas"], {s: metrics[s] for s in splits},
+                      pair_id if mode == layout.DEFAULT_BN_MODE else f"{pair_id} ({mode})")
+      tf.summary.image(_tag("interpolation_curve", mode), tf.image.decode_png(png)[None])
     for split in splits:
-      tf.summary.scalar(f"instability/{split}", metrics[split]["instability"])
-  writer.flush()
-  files.write_json_atomic(layout.metrics(model_dir, pair_id), metrics)
+      tf.summary.scalar(f"{_tag('instability', mode)}/{split}", metrics[split]["instability"])
   return metrics
+
+
+def _per_epoch(sweeper, model_dir, manifest, pair, plan, bn, mode, final_points):
+  """Appendix C: the curve's metrics at the end of every epoch of the copies' training."""
+  run_a, run_b = pair["copies"]
+  k, end = pair["start_step"], pair["end_step"]
+  spe = manifest["steps_per_epoch"]
+  out = []
+  for step in schedules.epoch_steps(k, end, spe):
+    if step == end:
+      points = final_points
+    else:
+      weights_a = sweeper.load(_checkpoint(model_dir, run_a, step))
+      weights_b = sweeper.load(_checkpoint(model_dir, run_b, step))
+      transform = None
+      if mode != layout.DEFAULT_BN_MODE:
+        bn.begin_pair(weights_a, weights_b)
+        transform = lambda alpha, weights: bn.weights(mode, alpha, weights)  # noqa: E731
+      points = sweeper.sweep(weights_a, weights_b, plan.alphas,
+                             layout.curve(model_dir, pair["id"], step, mode), None, transform)
+    per = _curve_metrics(points, plan.splits)
+    out.append({"epoch": step // spe, "step": step, **{
+        s: {key: v for key, v in m.items() if key not in ("errors", "losses")}
+        for s, m in per.items()}})
+  return out
 
 
 def pair_distances(sweeper, model_dir, manifest, pair, final_a, final_b):

@@ -9,33 +9,47 @@ can run beside training. After each pair it refreshes DIR/summary.json. In an IM
 it evaluates the instability experiment of every subnetwork (DIR/instability/*).
 """
 
+import dataclasses
 import os
 import time
 
 import gin
 
 from lmc_tf import distribute
+from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
 from lmc_tf.evaluation import barrier
+from lmc_tf.evaluation import bn_modes as bn_modes_lib
 from lmc_tf.evaluation import evaluator
 from lmc_tf.experiments import common
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
 from lmc_tf.training import checkpoints
+from lmc_tf.training import runner
 
 SPLITS = ("train", "test")
 
 
-def summarize(all_metrics, manifest):
-  """DIR/summary.json: per split and rewind step, the instability statistics (SPEC §6)."""
-  table = tables.aggregate(all_metrics)
-  summary = {"pairs_done": len(all_metrics), "pairs_total": len(manifest["pairs"])}
-  for variant, by_split in table.items():
+def _by_variant(all_metrics, summary):
+  for variant, by_split in tables.aggregate(all_metrics).items():
     target = summary if variant == "standard" else summary.setdefault(variant, {})
     for split, by_k in by_split.items():
       target[split] = {str(k): stats for k, stats in by_k.items()}
+  return summary
+
+
+def summarize(metrics_by_mode, manifest):
+  """DIR/summary.json: per split and rewind step, the instability statistics (SPEC §6), of
+  the paper's BN mode at the top and of any other under "bn_modes"."""
+  default = list(metrics_by_mode.get(layout.DEFAULT_BN_MODE, {}).values())
+  done = max((len(m) for m in metrics_by_mode.values()), default=0)
+  summary = _by_variant(default, {"pairs_done": done, "pairs_total": len(manifest["pairs"])})
+  others = {mode: _by_variant(list(m.values()), {}) for mode, m in metrics_by_mode.items()
+            if mode != layout.DEFAULT_BN_MODE and m}
+  if others:
+    summary["bn_modes"] = others
   return summary
 
 
@@ -78,9 +92,9 @@ def _wait_for_manifest(model_dir, watch, deadline, poll_s):
   return files.read_json(path)
 
 
-def _saved_metrics(model_dir, pair, alphas):
-  """The pair's metrics.json if it was measured at these alphas, else None."""
-  path = layout.metrics(model_dir, pair["id"])
+def _saved_metrics(model_dir, pair, plan, mode):
+  """The pair's metrics in BN mode `mode` if they were measured under `plan`, else None."""
+  path = layout.metrics(model_dir, pair["id"], mode)
   if not files.exists(path):
     return None
   try:
@@ -88,41 +102,59 @@ def _saved_metrics(model_dir, pair, alphas):
   except files.UnreadableFileError as e:
     print(f"warning: {e}; pair {pair['id']} is evaluated again", flush=True)
     return None
-  return saved if saved.get("alphas") == [float(a) for a in alphas] else None
+  return saved if plan.matches(saved) else None
 
 
-def _evaluate_ready_pairs(sweeper, model_dir, manifest, metrics, alphas, splits, chief):
-  """One pass over the manifest: every pair not yet in `metrics` that can be, is."""
+def _pair_line(results, splits):
+  """'train instability 1.20 pp, test ...; reset: train 0.80 pp, test ...'"""
+  parts = []
+  for mode, m in results.items():
+    values = ", ".join(f"{s} {m[s]['instability']:.2f} pp" for s in splits)
+    parts.append(f"instability {values}" if mode == layout.DEFAULT_BN_MODE
+                 else f"{mode}: {values}")
+  return "; ".join(parts)
+
+
+def _evaluate_ready_pairs(sweeper, bn, model_dir, manifest, metrics, plan, chief):
+  """One pass over the manifest: every pair and BN mode not yet in `metrics` that can be,
+  is. `metrics` is {mode: {pair id: metrics}}."""
   for pair in manifest["pairs"]:
-    if pair["id"] in metrics:
-      continue
-    saved = _saved_metrics(model_dir, pair, alphas)
-    if saved is not None:
-      metrics[pair["id"]] = saved
-      continue
-    if not _ready(model_dir, pair):
+    missing = []
+    for mode in plan.modes:
+      if pair["id"] in metrics[mode]:
+        continue
+      saved = _saved_metrics(model_dir, pair, plan, mode)
+      if saved is not None:
+        metrics[mode][pair["id"]] = saved
+      else:
+        missing.append(mode)
+    if not missing or not _ready(model_dir, pair):
       continue
     tic = time.time()
     try:
-      metrics[pair["id"]] = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair,
-                                                    alphas, splits, _curve_png)
+      results = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair,
+                                        dataclasses.replace(plan, modes=tuple(missing)), bn,
+                                        _curve_png)
     except checkpoints.UnreadableCheckpointError as e:
       print(f"warning: pair {pair['id']} not evaluated: {e}", flush=True)
       if chief:
         _unfinish(e.path)
       continue
-    line = ", ".join(f"{s} instability {metrics[pair['id']][s]['instability']:.2f} pp"
-                     for s in splits)
-    print(f"[{len(metrics)}/{len(manifest['pairs'])}] {pair['id']}: {line} "
-          f"({time.time() - tic:.1f} s)", flush=True)
+    for mode, result in results.items():
+      metrics[mode][pair["id"]] = result
+    done = min(len(m) for m in metrics.values())
+    print(f"[{done}/{len(manifest['pairs'])}] {pair['id']}: "
+          f"{_pair_line(results, plan.splits)} ({time.time() - tic:.1f} s)", flush=True)
     if chief:
-      files.write_json_atomic(layout.summary(model_dir),
-                              summarize(list(metrics.values()), manifest))
+      files.write_json_atomic(layout.summary(model_dir), summarize(metrics, manifest))
 
 
 @gin.configurable("evaluate", denylist=["model_dir", "strategy"])
 def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=None,
-             batch_size=1000, watch=False, timeout_s=24 * 3600, poll_s=10):
+             batch_size=1000, watch=False, timeout_s=24 * 3600, poll_s=10,
+             bn_modes=(layout.DEFAULT_BN_MODE,), bn_batches=50, bn_batch_size=None,
+             bn_augment=True, bn_seed=0, alpha_range=evaluator.DEFAULT_RANGE,
+             refine_peak=False):
   """Interpolates every finished pair of DIR's instability experiment.
 
   Args:
@@ -133,27 +165,41 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
     watch: keep polling for pairs that are still training, until all are done.
     timeout_s: with watch, give up after this long without finishing.
     poll_s: with watch, seconds between looks at the run directories.
+    bn_modes: the BN statistics each curve is measured with, one curve per mode
+      (evaluation/bn_modes.py): 'interpolate' (the paper), 'reset', 'repair'.
+    bn_batches: training batches 'reset' and 'repair' measure statistics on (the same at
+      every alpha and for every pair).
+    bn_batch_size: their batch; None: training.batch_size.
+    bn_augment: augment those batches as in training (an un-augmented batch shifts the
+      statistics of a network trained on augmented ones).
+    bn_seed: the data order and augmentation seed of those batches.
+    alpha_range: (lo, hi): also measure the curve beyond the endpoints, at the grid's
+      spacing, e.g. (-0.2, 1.2); reported as the extended curve.
+    refine_peak: bisect around each split's highest error until the peak is located to
+      within 1/240 of the path; reported as the refined peak beside the instability.
   """
   if not files.exists(layout.manifest(model_dir)) and files.exists(
       layout.imp_record(model_dir)):
     return _evaluate_sub_experiments(model_dir, strategy)
   deadline = time.time() + timeout_s
+  plan = _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak)
   manifest = _wait_for_manifest(model_dir, watch, deadline, poll_s)
-  splits = tuple(splits)
-  unknown = [s for s in splits if s not in SPLITS]
-  if unknown:
-    raise ValueError(f"evaluate.splits: unknown split(s) {unknown}; use 'train' and 'test'")
-  alphas = barrier.alphas(num_alphas)
-  sweeper = evaluator.Sweeper(strategy, data_base.get_dataset(), splits, eval_examples,
-                              batch_size)
+  data = data_base.get_dataset()
+  sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size)
+  bn = None
+  if plan.modes != (layout.DEFAULT_BN_MODE,):
+    if bn_batch_size is None:
+      bn_batch_size = runner.TrainingHParams().batch_size
+    bn = bn_modes_lib.BNModes(strategy, sweeper.model, data, plan.modes, bn_batches,
+                              bn_batch_size, bn_seed, bn_augment)
   chief = distribute.is_chief(strategy)
   if chief:
     common.write_operative_config(model_dir, layout.EVALUATE_OPERATIVE_CONFIG)
-  metrics = {}
+  metrics = {mode: {} for mode in plan.modes}
   started = time.time()
   while True:
-    _evaluate_ready_pairs(sweeper, model_dir, manifest, metrics, alphas, splits, chief)
-    waiting = len(manifest["pairs"]) - len(metrics)
+    _evaluate_ready_pairs(sweeper, bn, model_dir, manifest, metrics, plan, chief)
+    waiting = len(manifest["pairs"]) - min(len(m) for m in metrics.values())
     if not waiting or not watch:
       break
     if time.time() > deadline:
@@ -162,10 +208,35 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
       break
     time.sleep(poll_s)
     manifest = files.read_json(layout.manifest(model_dir))  # the experiment may have grown
-  if metrics and chief:
-    files.write_json_atomic(layout.summary(model_dir),
-                            summarize(list(metrics.values()), manifest))
-  print(f"Evaluated {len(metrics)}/{len(manifest['pairs'])} pair(s) in "
-        f"{time.time() - started:.0f} s; {len(manifest['pairs']) - len(metrics)} not ready.",
+  done = min(len(m) for m in metrics.values())
+  if done and chief:
+    files.write_json_atomic(layout.summary(model_dir), summarize(metrics, manifest))
+  print(f"Evaluated {done}/{len(manifest['pairs'])} pair(s) in "
+        f"{time.time() - started:.0f} s; {len(manifest['pairs']) - done} not ready.",
         flush=True)
-  return summarize(list(metrics.values()), manifest) if metrics else {"pairs_done": 0}
+  return summarize(metrics, manifest) if done else {"pairs_done": 0}
+
+
+def _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak):
+  """The evaluate.* bindings checked, as an evaluator.Plan."""
+  splits = tuple(splits)
+  unknown = [s for s in splits if s not in SPLITS]
+  if unknown:
+    raise errors.ConfigError(f"evaluate.splits: unknown split(s) {unknown}; use 'train' "
+                             "and 'test'")
+  errors.positive_int(num_alphas, "evaluate.num_alphas")
+  if num_alphas < 2:
+    raise errors.ConfigError(f"evaluate.num_alphas={num_alphas}: need at least 2 (the "
+                             "endpoints)")
+  try:
+    lo, hi = (float(a) for a in alpha_range)
+  except (TypeError, ValueError):
+    lo = hi = float("nan")
+  if not lo <= 0.0 or not hi >= 1.0:
+    raise errors.ConfigError(f"evaluate.alpha_range={alpha_range!r} must be (lo, hi) with "
+                             "lo <= 0 and hi >= 1, e.g. (-0.2, 1.2)")
+  if not isinstance(refine_peak, bool):
+    raise errors.ConfigError(f"evaluate.refine_peak={refine_peak!r} must be True or False")
+  return evaluator.Plan(alphas=tuple(float(a) for a in barrier.alphas(num_alphas)),
+                        splits=splits, modes=bn_modes_lib.check_modes(bn_modes),
+                        alpha_range=(lo, hi), refine_peak=refine_peak)
