@@ -15,7 +15,8 @@ CONFIGS = sorted(glob.glob(os.path.join(REPO, "gin_configs", "**", "*.gin"), rec
 
 # Shared overlays that experiment configs include; they pick no job of their own.
 OVERLAYS = {os.path.join(REPO, "gin_configs", "smoke", name)
-            for name in ("cifar10_smoke.gin", "imagenet_smoke.gin")}
+            for name in ("cifar10_smoke.gin", "imagenet_smoke.gin")} | {
+                os.path.join(REPO, "gin_configs", "bn_modes.gin")}
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: os.path.relpath(p, REPO))
