@@ -27,9 +27,10 @@ def _data(shape, n=96, seed=0):
                            std=np.full(channels, 0.25, np.float32))
 
 
-def _resnet(seed, strategy):
+def _resnet(seed, strategy, depth=20):
   with strategy.scope():
-    return resnet_cifar.build(init_lib.SeededInit(seed), depth=20, width_multiplier=0.25)
+    return resnet_cifar.build(init_lib.SeededInit(seed), depth=depth, width_multiplier=0.25,
+                              input_shape=(16, 16, 3) if depth < 20 else (32, 32, 3))
 
 
 def _lenet(seed, strategy):
@@ -37,7 +38,9 @@ def _lenet(seed, strategy):
     return lenet.build(init_lib.SeededInit(seed), hidden=(24, 12))
 
 
-BUILDERS = {"lenet": (_lenet, (28, 28, 1)), "resnet20": (_resnet, (32, 32, 3))}
+BUILDERS = {"lenet": (_lenet, (28, 28, 1)), "resnet20": (_resnet, (32, 32, 3)),
+            # the same kinds of layer (residual blocks, BN'd shortcuts), smaller and faster
+            "resnet8": (lambda seed, strategy: _resnet(seed, strategy, 8), (16, 16, 3))}
 
 
 def _trained_like(model, seed):
@@ -117,7 +120,7 @@ def test_reset_is_the_cumulative_average_of_batch_statistics():
 
 
 def test_reset_uses_the_same_batches_every_time_and_leaves_lenet_alone():
-  _, _, modes, weights_a, _ = _setup("resnet20", num_batches=2, batch_size=16,
+  _, _, modes, weights_a, _ = _setup("resnet8", num_batches=2, batch_size=16,
                                      modes=("reset",))
   first, again = modes.reset(weights_a), modes.reset(weights_a)
   for x, y in zip(first, again):
@@ -140,7 +143,7 @@ def _measured(modes, weights):
 
 
 @pytest.mark.parametrize("name", ["lenet", "resnet20"])
-@pytest.mark.parametrize("alpha", [0.3, 0.5])
+@pytest.mark.parametrize("alpha", [0.3])
 def test_repaired_statistics_are_the_interpolated_targets(name, alpha):
   model, _, modes, weights_a, weights_b = _setup(name, num_batches=1, batch_size=96)
   modes.begin_pair(weights_a, weights_b)
@@ -162,7 +165,7 @@ def test_repaired_statistics_are_the_interpolated_targets(name, alpha):
 
 
 def test_repair_on_several_batches_is_close_to_the_targets():
-  _, _, modes, weights_a, weights_b = _setup("resnet20", num_batches=3, batch_size=32)
+  _, _, modes, weights_a, weights_b = _setup("resnet8", num_batches=3, batch_size=32)
   modes.begin_pair(weights_a, weights_b)
   repaired = modes.weights("repair", 0.5, interpolate.interpolate(weights_a, weights_b, 0.5))
   for (mean, std), (want_mean, want_std) in zip(_measured(modes, repaired),
@@ -173,8 +176,12 @@ def test_repair_on_several_batches_is_close_to_the_targets():
 def test_statistics_are_global_across_replicas(bind):
   bind("strategy.name = 'mirrored'", "strategy.num_cpu_devices = 2")
   mirrored = distribute.get_strategy()
-  single = _setup("resnet20", num_batches=2, batch_size=32, modes=("reset",))
-  several = _setup("resnet20", num_batches=2, batch_size=32, strategy=mirrored,
-                   modes=("reset",))
+  single = _setup("resnet8", num_batches=2, batch_size=32)
+  several = _setup("resnet8", num_batches=2, batch_size=32, strategy=mirrored)
+  for _, _, modes, weights_a, weights_b in (single, several):
+    modes.begin_pair(weights_a, weights_b)
+  mixed = [interpolate.interpolate(s[3], s[4], 0.5) for s in (single, several)]
   for x, y in zip(single[2].reset(single[3]), several[2].reset(several[3])):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
+  for x, y in zip(single[2].repair(mixed[0], 0.5), several[2].repair(mixed[1], 0.5)):
+    np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
