@@ -4,6 +4,11 @@ Reads DIR/instability.json (the manifest the `instability` job writes) and each
 DIR/pairs/<id>/metrics.json the evaluator has finished, and writes DIR/report/: Figures 2, 3 and 4
 and Appendix C of the LMC paper as PNG, and the instability table as Markdown and CSV. A
 partially evaluated experiment reports on the pairs that are done, and says how many those are.
+
+Where the evaluator also measured other BN modes (metrics_<mode>.json), or curves beyond
+[0, 1] or refined peaks, the report adds Figure 3 per mode, the curves of every mode at each k
+on one figure, instability vs k with a line per mode, and the barriers of every mode as a table
+(bn_modes.md, .csv). The paper's outputs stay as they are.
 """
 
 import os
@@ -14,6 +19,8 @@ from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import imp_summary
+from lmc_tf.reporting import bn_figures
+from lmc_tf.reporting import bn_tables
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import imp_figures
 from lmc_tf.reporting import tables
@@ -38,27 +45,55 @@ def load_manifest(model_dir):
   return files.read_json(path)
 
 
+def _read_metrics(model_dir, pair_id, mode=layout.DEFAULT_BN_MODE):
+  """A pair's metrics in BN mode `mode`, or None (and a warning) if the file is unreadable."""
+  # The evaluator writes metrics files atomically, so one that exists is whole, or damaged.
+  path = layout.metrics(model_dir, pair_id, mode)
+  of_mode = "" if mode == layout.DEFAULT_BN_MODE else f" of {bn_tables.mode_label(mode)}"
+  try:
+    metrics = files.read_json(path)
+  except files.UnreadableFileError as e:
+    print(f"warning: {e}; pair {pair_id} is left out{of_mode} (rerun --job=evaluate)",
+          flush=True)
+    return None
+  if metrics.get("bn_mode", layout.DEFAULT_BN_MODE) != mode:
+    print(f"warning: {path} says it holds BN mode {metrics['bn_mode']!r}; pair {pair_id} is "
+          f"left out{of_mode}", flush=True)
+    return None
+  return metrics
+
+
 def load_metrics(model_dir, manifest):
   """The metrics of every pair in the manifest that the evaluator has finished, in its order."""
   finished = []
   for pair in manifest.get("pairs", []):
-    # The evaluator writes metrics.json atomically, so one that exists is whole.
-    path = layout.metrics(model_dir, pair["id"])
-    if not files.exists(path):
-      continue
-    try:
-      finished.append(files.read_json(path))
-    except files.UnreadableFileError as e:
-      print(f"warning: {e}; pair {pair['id']} is left out (rerun --job=evaluate)", flush=True)
+    if files.exists(layout.metrics(model_dir, pair["id"])):
+      metrics = _read_metrics(model_dir, pair["id"])
+      if metrics is not None:
+        finished.append(metrics)
   return finished
 
 
-def summary_lines(agg, used, total, title):
-  """The plain-text summary the job prints: mean ± sd instability and stability per k."""
-  lines = [f"Instability of {title}: {used} of {total} pairs evaluated"]
+def load_metrics_by_mode(model_dir, manifest):
+  """{BN mode: the metrics of every pair finished in it, in manifest order}, the paper's
+  mode first; a mode no pair has is absent."""
+  found = {}
+  for pair in manifest.get("pairs", []):
+    for mode in layout.metrics_modes(model_dir, pair["id"]):
+      metrics = _read_metrics(model_dir, pair["id"], mode)
+      if metrics is not None:
+        found.setdefault(mode, []).append(metrics)
+  return {mode: found[mode] for mode in bn_tables.mode_order(found)}
+
+
+def summary_lines(agg, used, total, title, mode=layout.DEFAULT_BN_MODE):
+  """The plain-text summary the job prints: mean ± sd instability and stability per k; the
+  BN mode is named unless it is the paper's."""
+  of_mode = "" if mode == layout.DEFAULT_BN_MODE else f" ({bn_tables.mode_label(mode)})"
+  lines = [f"Instability of {title}{of_mode}: {used} of {total} pairs evaluated"]
   for variant, by_split in agg.items():
     for split, by_step in by_split.items():
-      lines.append(f"  {variant} / {split}:")
+      lines.append(f"  {variant} / {split}{of_mode}:")
       for step, stats in by_step.items():
         lines.append(f"    k = {step:>6}: {stats['instability_mean']:6.2f} ± "
                      f"{stats['instability_sd']:5.2f} pp  (n = {stats['samples']})  "
@@ -73,6 +108,64 @@ def markdown_report(agg, used, total, title):
           + tables.to_markdown(agg))
 
 
+def bn_markdown(agg, by_mode, total, title):
+  """bn_modes.md: the barriers of every BN mode, with what the modes and columns mean."""
+  done = ", ".join(f"{bn_tables.MODE_LABELS.get(m, m)} {len(by_mode[m])} of {total}"
+                   for m in agg)
+  return (f"# Barriers by BN statistics: {title}\n\n"
+          f"Pairs evaluated per BN mode: {done}. BN statistics *interpolated* is the paper's "
+          "(interpolated like every other variable); *reset* re-estimates them on training "
+          "batches at every α; *REPAIR* rescales every channel to the interpolation of the "
+          "copies' statistics. `variant` is the copies' training (reset: Figure 4's restarted "
+          "LR schedule), not a BN mode.\n\n"
+          "Cells are mean ± sd over the `samples` pairs. instability is the error barrier in "
+          "percentage points, the max over the grid on [0, 1] minus the mean endpoint error "
+          f"(the instability of record; stable means a mean < {barrier.STABLE_THRESHOLD_PP:g} "
+          "pp), and loss_barrier the same on loss. Where the peak was refined "
+          "(evaluate.refine_peak), refined_instability is the bisected peak minus the mean "
+          "endpoint error and peak_alpha is where it lies; (n = ...) when fewer pairs have "
+          "them.\n\n" + bn_tables.to_markdown(agg))
+
+
+def _paper_outputs(metrics_list, agg, total, title, main_variant):
+  """The paper's figures and the instability table, of the paper's BN mode."""
+  pictures = {}
+  if main_variant in tables.interpolation_curves(metrics_list):
+    pictures["figure2_interpolation.png"] = figures.figure2_interpolation(
+        metrics_list, main_variant, title)
+  pictures["figure3_instability.png"] = figures.figure3_instability(agg, main_variant, title)
+  if agg.get("standard") and agg.get("reset"):
+    pictures["figure4_reset.png"] = figures.figure4_reset(agg, title)
+  if tables.per_epoch_curves(metrics_list):
+    pictures["appendix_c_per_epoch.png"] = figures.appendix_c_per_epoch(metrics_list, title)
+  pictures["instability.md"] = markdown_report(agg, len(metrics_list), total, title)
+  pictures["instability.csv"] = tables.to_csv(agg)
+  return pictures
+
+
+def _bn_mode_outputs(by_mode, others, total, title, main_variant):
+  """Figure 3 of each other BN mode, every mode's curves at each k, instability vs k with a
+  line per mode, and the barriers table; `others` is {mode: `tables.aggregate`}."""
+  pictures = {}
+  for mode, agg in others.items():
+    if agg.get(main_variant):
+      pictures[f"figure3_instability_{mode}.png"] = figures.figure3_instability(
+          agg, main_variant, f"{title}, {bn_tables.mode_label(mode)}")
+  curves = {mode: bn_tables.curves(metrics) for mode, metrics in by_mode.items()}
+  steps = sorted({k for by_variant in curves.values()
+                  for by_k in by_variant.get(main_variant, {}).values() for k in by_k})
+  for step in steps:
+    pictures[f"bn_modes_k{step}.png"] = bn_figures.modes_interpolation(
+        curves, main_variant, step, title)
+  agg = bn_tables.aggregate(by_mode)
+  if any(by_variant.get(main_variant) for by_variant in agg.values()):
+    pictures["bn_modes_instability.png"] = bn_figures.modes_instability(
+        agg, main_variant, title)
+  pictures["bn_modes.md"] = bn_markdown(agg, by_mode, total, title)
+  pictures["bn_modes.csv"] = bn_tables.to_csv(agg)
+  return pictures
+
+
 @gin.configurable("report", denylist=["model_dir", "strategy"])
 def report(model_dir, strategy, title=None):
   """Writes the instability figures and table for the experiment in `model_dir`.
@@ -83,7 +176,8 @@ def report(model_dir, strategy, title=None):
     title: the network / experiment named in the figure titles; the directory's name if None.
 
   Returns:
-    {"files": the paths written, "table": `tables.aggregate` of the finished pairs}.
+    {"files": the paths written, "table": `tables.aggregate` of the pairs finished in the
+    paper's BN mode, "bn_modes": {other mode: its `tables.aggregate`}}.
 
   Raises:
     FileNotFoundError: if the manifest is missing (the instability job has not run).
@@ -94,35 +188,36 @@ def report(model_dir, strategy, title=None):
   del strategy
   manifest = load_manifest(model_dir)
   total = len(manifest.get("pairs", []))
-  metrics_list = load_metrics(model_dir, manifest)
-  if not metrics_list:
+  by_mode = load_metrics_by_mode(model_dir, manifest)
+  if not by_mode:
     raise ValueError(f"The evaluator has not finished any of the {total} pairs in {model_dir} "
                      f"(no {layout.PAIRS}/<id>/{layout.METRICS} yet): "
                      "run --job=evaluate first.")
   title = title or os.path.basename(os.path.normpath(model_dir))
-  used = len(metrics_list)
+  metrics_list = by_mode.get(layout.DEFAULT_BN_MODE, [])
   agg = tables.aggregate(metrics_list)
-  if not agg:
+  others = {mode: tables.aggregate(metrics) for mode, metrics in by_mode.items()
+            if mode != layout.DEFAULT_BN_MODE}
+  others = {mode: table for mode, table in others.items() if table}
+  if not agg and (metrics_list or not others):
+    used = len(metrics_list) or max(len(m) for m in by_mode.values())
     raise ValueError(f"The {used} finished pairs in {model_dir} hold no split with an "
                      f"instability: was the evaluator told to skip both train and test?")
   # Figures 2 and 3 show the paper's main experiment; with only the reset variant, show that.
-  main_variant = "standard" if "standard" in agg else next(iter(agg))
-  pictures = {}
-  if main_variant in tables.interpolation_curves(metrics_list):
-    pictures["figure2_interpolation.png"] = figures.figure2_interpolation(
-        metrics_list, main_variant, title)
-  pictures["figure3_instability.png"] = figures.figure3_instability(agg, main_variant, title)
-  if agg.get("standard") and agg.get("reset"):
-    pictures["figure4_reset.png"] = figures.figure4_reset(agg, title)
-  if tables.per_epoch_curves(metrics_list):
-    pictures["appendix_c_per_epoch.png"] = figures.appendix_c_per_epoch(metrics_list, title)
-
-  pictures["instability.md"] = markdown_report(agg, used, total, title)
-  pictures["instability.csv"] = tables.to_csv(agg)
+  first = agg or next(iter(others.values()))
+  main_variant = "standard" if "standard" in first else next(iter(first))
+  pictures, lines = {}, []
+  if agg:
+    pictures.update(_paper_outputs(metrics_list, agg, total, title, main_variant))
+    lines += summary_lines(agg, len(metrics_list), total, title)
+  if set(by_mode) != {layout.DEFAULT_BN_MODE} or bn_tables.has_extras(metrics_list):
+    pictures.update(_bn_mode_outputs(by_mode, others, total, title, main_variant))
+  for mode, table in others.items():
+    lines += summary_lines(table, len(by_mode[mode]), total, title, mode)
   written = [_write(model_dir, name, content) for name, content in pictures.items()]
-  print("\n".join(summary_lines(agg, used, total, title)), flush=True)
+  print("\n".join(lines), flush=True)
   print("Wrote:\n" + "\n".join(f"  {f}" for f in written), flush=True)
-  return {"files": written, "table": agg}
+  return {"files": written, "table": agg, "bn_modes": others}
 
 
 def imp_report(model_dir, strategy, title=None):

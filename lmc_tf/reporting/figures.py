@@ -27,13 +27,13 @@ SD_ALPHA = 0.2
 PANEL_SIZE = (3.6, 2.8)
 
 
-def _heading(title, what, samples):
+def heading(title, what, samples):
   """'<title>' over '<what>, <samples>': two short lines fit a one-panel figure's width."""
   body = f"{what}, {samples}"
   return f"{title}\n{body}" if title else body
 
 
-def _samples_text(counts, per="point"):
+def samples_text(counts, per="point"):
   """'n = 9 pairs per point', or 'n = 3–9 ...' while some pairs are still unevaluated."""
   low, high = min(counts), max(counts)
   n = str(low) if low == high else f"{low}–{high}"
@@ -88,7 +88,7 @@ def band(ax, x, mean, sd, color, label, marker=None):
   ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=SD_ALPHA, linewidth=0)
 
 
-def _grid(num_panels, ncols, min_width=6.4):
+def panel_grid(num_panels, ncols, min_width=6.4):
   """`num_panels` axes in rows of `ncols`, the unused cells of the last row hidden.
 
   `min_width` (inches) leaves room for the two-line title and a legend below one panel.
@@ -121,7 +121,7 @@ def figure2_interpolation(metrics_list, variant="standard", title=None, ncols=4)
   ncols = max(1, min(ncols, len(steps)))
   # Each panel keeps its own y range: at late k the barrier is a fraction of a point, and a
   # y axis shared with k = 0 (error near chance) would flatten it out of sight.
-  fig, axes = _grid(len(steps), ncols)
+  fig, axes = panel_grid(len(steps), ncols)
   counts = []
   for ax, step in zip(axes, steps):
     samples = 0
@@ -143,8 +143,8 @@ def figure2_interpolation(metrics_list, variant="standard", title=None, ncols=4)
       ax.set_ylabel("error (%)")
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside lower center", ncols=len(labels), fontsize=9)
-  fig.suptitle(_heading(title, f"error when interpolating between copies ({variant})",
-                        _samples_text(counts, per="panel")))
+  fig.suptitle(heading(title, f"error when interpolating between copies ({variant})",
+                       samples_text(counts, per="panel")))
   return fig
 
 
@@ -178,7 +178,7 @@ def figure3_instability(agg, variant="standard", title=None):
   ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
   ax.grid(alpha=0.3)
   ax.legend(fontsize=9)
-  ax.set_title(_heading(title, f"instability vs rewind step ({variant})", _samples_text(counts)),
+  ax.set_title(heading(title, f"instability vs rewind step ({variant})", samples_text(counts)),
                fontsize=11)
   return fig
 
@@ -197,7 +197,7 @@ def figure4_reset(agg, title=None):
   splits = [s for s in ("test", "train") if s in agg["standard"] or s in agg["reset"]]
   splits += [s for s in tables.split_order(set(agg["standard"]) | set(agg["reset"]))
              if s not in splits]
-  fig, axes = _grid(len(splits), ncols=len(splits))
+  fig, axes = panel_grid(len(splits), ncols=len(splits))
   steps, counts = set(), []
   for ax, split in zip(axes, splits):
     for variant in ("standard", "reset"):
@@ -221,8 +221,8 @@ def figure4_reset(agg, title=None):
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="outside lower center", ncols=len(labels) if len(axes) > 1 else 1,
              fontsize=8)
-  fig.suptitle(_heading(title, "instability with and without the LR schedule reset",
-                        _samples_text(counts)))
+  fig.suptitle(heading(title, "instability with and without the LR schedule reset",
+                       samples_text(counts)))
   return fig
 
 
@@ -273,8 +273,8 @@ def appendix_c_per_epoch(metrics_list, title=None):
     for handle, label in zip(*ax.get_legend_handles_labels()):
       by_label.setdefault(label, handle)
   fig.legend(list(by_label.values()), list(by_label), loc="outside right upper", fontsize=8)
-  fig.suptitle(_heading(title, "instability throughout training (mean over pairs)",
-                        _samples_text(counts)))
+  fig.suptitle(heading(title, "instability throughout training (mean over pairs)",
+                       samples_text(counts)))
   return fig
 
 

@@ -18,7 +18,7 @@ COLUMNS = ("variant", "split", "rewind_step", "samples", "instability_mean", "in
            "instability_median", "loss_barrier_mean", "endpoint_error_mean", "stable")
 
 
-def _sd(values):
+def sample_sd(values):
   """Sample standard deviation (ddof=1), 0 for one sample rather than NaN."""
   return float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
@@ -38,8 +38,9 @@ def split_order(splits):
                                        else len(SPLIT_ORDER), s))
 
 
-def _group(metrics_list):
-  """{variant: {split: {rewind_step: [metrics[split], ...]}}} over the splits each pair has."""
+def group(metrics_list):
+  """{variant: {split: {rewind_step: [(metrics, metrics[split]), ...]}}} over the splits each
+  pair has, in the order of `metrics_list`."""
   groups = {}
   for metrics in metrics_list:
     for split, result in metrics.items():
@@ -62,7 +63,7 @@ def aggregate(metrics_list):
     ascending), where stats holds instability_mean, instability_sd (ddof=1), instability_median,
     loss_barrier_mean, endpoint_error_mean, stable (instability_mean < 2 pp) and samples.
   """
-  groups = _group(metrics_list)
+  groups = group(metrics_list)
   agg = {}
   for variant in variant_order(groups):
     for split in split_order(groups[variant]):
@@ -73,11 +74,11 @@ def aggregate(metrics_list):
         mean = float(np.mean(instabilities))
         agg.setdefault(variant, {}).setdefault(split, {})[step] = {
             "instability_mean": mean,
-            "instability_sd": _sd(instabilities),
+            "instability_sd": sample_sd(instabilities),
             "instability_median": float(np.median(instabilities)),
             "loss_barrier_mean": _mean_of(results, "loss_barrier"),
             "endpoint_error_mean": _mean_of(results, "endpoint_error_mean"),
-            "endpoint_error_sd": _sd([r["endpoint_error_mean"] for r in results
+            "endpoint_error_sd": sample_sd([r["endpoint_error_mean"] for r in results
                                       if r.get("endpoint_error_mean") is not None]),
             "stable": barrier.is_stable(mean),
             "samples": len(instabilities),
@@ -134,7 +135,7 @@ def interpolation_curves(metrics_list):
       so this means results from two experiments were mixed).
   """
   curves = {}
-  groups = _group(metrics_list)
+  groups = group(metrics_list)
   for variant in variant_order(groups):
     for split in split_order(groups[variant]):
       for step, members in sorted(groups[variant][split].items()):
@@ -182,7 +183,7 @@ def per_epoch_curves(metrics_list):
         curves.setdefault(variant, {}).setdefault(split, {})[step] = {
             "epochs": epochs,
             "instability_mean": [float(np.mean(by_epoch[e])) for e in epochs],
-            "instability_sd": [_sd(by_epoch[e]) for e in epochs],
+            "instability_sd": [sample_sd(by_epoch[e]) for e in epochs],
             "samples": [len(by_epoch[e]) for e in epochs],
         }
   return curves

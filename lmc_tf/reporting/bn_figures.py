@@ -1,0 +1,180 @@
+"""The BN modes side by side: the interpolation curves of every mode at one k, and instability
+against k with a line per mode (issue 14; evaluation/bn_modes.py).
+
+Each function takes values (`bn_tables.curves` or `bn_tables.aggregate` per mode) and returns a
+matplotlib Figure; the `report` job renders and writes it. Modes are told apart by colour and
+line style, and named "BN statistics: interpolated / reset / REPAIR", never bare "reset", which
+is also the name of Figure 4's variant (the copies' LR schedule restarted).
+"""
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+
+from lmc_tf import layout
+from lmc_tf.reporting import bn_tables
+from lmc_tf.reporting import figures
+from lmc_tf.reporting import tables
+
+# The paper's mode dark and solid, the corrections in colour; a new mode takes the next colour.
+MODE_STYLES = {layout.DEFAULT_BN_MODE: ("0.15", "-"), "reset": ("tab:blue", "--"),
+               "repair": ("tab:green", "-.")}
+VARIANT_WORDS = {"standard": "", "reset": "; copies trained T steps, LR schedule restarted"}
+PANEL = (4.2, 3.2)
+BAND_TITLE = "mean ± sd over pairs (line: mean, band: ± 1 sd)"
+
+
+def mode_style(mode):
+  """(colour, line style) of a BN mode, the same in every figure."""
+  if mode in MODE_STYLES:
+    return MODE_STYLES[mode]
+  # Past tab10's blue, orange (Figure 4's variant) and green; picked by name, so every run agrees.
+  return colormaps["tab10"](3 + sum(map(ord, mode)) % 7), ":"
+
+
+def _band(ax, x, mean, sd, mode, marker=None):
+  color, linestyle = mode_style(mode)
+  mean, sd = np.asarray(mean, dtype=float), np.asarray(sd, dtype=float)
+  ax.plot(x, mean, color=color, linestyle=linestyle, marker=marker, markersize=4,
+          linewidth=1.5, label=bn_tables.mode_label(mode))
+  ax.fill_between(x, mean - sd, mean + sd, color=color, alpha=figures.SD_ALPHA, linewidth=0)
+
+
+def _panel_splits(splits):
+  """Test first (the paper's figures show test), then train, then any other."""
+  first = [s for s in ("test", "train") if s in splits]
+  return first + [s for s in tables.split_order(splits) if s not in first]
+
+
+def _panels(num):
+  fig = Figure(figsize=(max(PANEL[0] * num, 6.4), PANEL[1] + 1.1), layout="constrained")
+  return fig, fig.subplots(1, num, squeeze=False).ravel()
+
+
+def _legend(fig, axes, extra=()):
+  """One legend below the panels: every mode drawn in any panel, each as its line over its
+  band, then the other labelled lines and the `extra` handles."""
+  by_label = {}
+  for ax in axes:
+    for handle, label in zip(*ax.get_legend_handles_labels()):
+      if label.startswith("BN statistics: "):
+        handle = (Patch(color=handle.get_color(), alpha=figures.SD_ALPHA, linewidth=0), handle)
+      by_label.setdefault(label, handle)
+  for handle in extra:
+    by_label.setdefault(handle.get_label(), handle)
+  fig.legend(list(by_label.values()), list(by_label), loc="outside lower center",
+             ncols=min(len(by_label), 3), fontsize=8, title=BAND_TITLE, title_fontsize=8)
+
+
+def _mark_endpoints(ax, curve, mode):
+  """On an extended curve, the copies themselves (alpha = 0 and 1) as dots."""
+  alphas = np.asarray(curve["alphas"])
+  ends = [int(np.argmin(np.abs(alphas - a))) for a in (0.0, 1.0)]
+  ax.plot(alphas[ends], np.asarray(curve["error_mean"])[ends], linestyle="none", marker="o",
+          markersize=5, color=mode_style(mode)[0])
+
+
+def modes_interpolation(curves_by_mode, variant, step, title=None):
+  """The error along the path at rewind step `step` in every BN mode, mean ± sd over pairs;
+  a panel per split. Extended curves (alpha beyond [0, 1]) are drawn whole, with alpha = 0
+  and 1 marked; refined peaks are crosses, one per pair.
+
+  Args:
+    curves_by_mode: {mode: `bn_tables.curves` of that mode's metrics}.
+    variant: which variant's pairs to draw.
+    step: the rewind step k.
+    title: the network / experiment, for the figure title.
+
+  Raises:
+    ValueError: if no mode has a curve of `variant` at `step`.
+  """
+  def curve_of(mode, split):
+    return curves_by_mode[mode].get(variant, {}).get(split, {}).get(step)
+
+  modes = bn_tables.mode_order(curves_by_mode)
+  splits = _panel_splits({s for m in modes for s in curves_by_mode[m].get(variant, {})
+                          if curve_of(m, s) is not None})
+  if not splits:
+    raise ValueError(f"no BN mode has a {variant!r} curve at k = {step}")
+  fig, axes = _panels(len(splits))
+  counts, extended, peaks = [], False, False
+  for ax, split in zip(axes, splits):
+    lo, hi = 0.0, 1.0
+    for mode in modes:
+      curve = curve_of(mode, split)
+      if curve is None:
+        continue
+      counts.append(curve["samples"])
+      _band(ax, curve["alphas"], curve["error_mean"], curve["error_sd"], mode)
+      if curve["extended"]:
+        extended = True
+        lo, hi = min(lo, curve["alphas"][0]), max(hi, curve["alphas"][-1])
+        _mark_endpoints(ax, curve, mode)
+      if curve["peaks"]:
+        peaks = True
+        ax.plot(*zip(*curve["peaks"]), linestyle="none", marker="x", markersize=5,
+                color=mode_style(mode)[0])
+    if (lo, hi) != (0.0, 1.0):
+      for end in (0.0, 1.0):
+        ax.axvline(end, color="0.5", linestyle=":", linewidth=1)
+    ax.set_xlim(lo, hi)
+    ax.set_title(f"{split} set", fontsize=10)
+    ax.set_xlabel("interpolation α")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("error (%)")
+  extra = []
+  if extended:
+    extra.append(Line2D([], [], color="0.3", marker="o", linestyle=":",
+                        label="α = 0 and 1: the copies"))
+  if peaks:
+    extra.append(Line2D([], [], color="0.3", marker="x", linestyle="none",
+                        label="refined peak, one per pair"))
+  _legend(fig, axes, extra)
+  fig.suptitle(figures.heading(
+      title, f"error along the path at k = {figures.compact(step)}, by BN statistics"
+      f"{VARIANT_WORDS.get(variant, f' ({variant})')}",
+      figures.samples_text(counts, per="curve")))
+  return fig
+
+
+def modes_instability(agg_by_mode, variant="standard", title=None):
+  """Figure 3 with a line per BN mode: instability against k, mean ± sd; a panel per split.
+
+  Args:
+    agg_by_mode: `bn_tables.aggregate`'s output (or {mode: `tables.aggregate`}).
+    variant: which variant to draw.
+    title: the network / experiment, for the figure title.
+
+  Raises:
+    ValueError: if no mode has results for `variant`.
+  """
+  modes = [m for m in bn_tables.mode_order(agg_by_mode) if agg_by_mode[m].get(variant)]
+  if not modes:
+    raise ValueError(f"no BN mode has results for variant {variant!r}")
+  splits = _panel_splits({s for m in modes for s in agg_by_mode[m][variant]})
+  fig, axes = _panels(len(splits))
+  steps, counts = set(), []
+  for ax, split in zip(axes, splits):
+    for mode in modes:
+      by_step = agg_by_mode[mode][variant].get(split, {})
+      ks = sorted(by_step)
+      if not ks:
+        continue
+      steps.update(ks)
+      counts.extend(by_step[k]["samples"] for k in ks)
+      _band(ax, ks, [by_step[k]["instability_mean"] for k in ks],
+            [by_step[k]["instability_sd"] for k in ks], mode, marker="o")
+    figures.stable_line(ax)
+    ax.set_title(f"{split} set", fontsize=10)
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.grid(alpha=0.3)
+  for ax in axes:
+    figures.rewind_axis(ax, sorted(steps))
+  axes[0].set_ylabel("instability (pp)")
+  _legend(fig, axes)
+  fig.suptitle(figures.heading(
+      title, f"instability vs rewind step, by BN statistics"
+      f"{VARIANT_WORDS.get(variant, f' ({variant})')}", figures.samples_text(counts)))
+  return fig
