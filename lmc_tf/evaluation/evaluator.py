@@ -19,6 +19,7 @@ mean of the endpoints.
 
 import dataclasses
 import os
+import time
 from typing import Tuple
 
 import tensorflow as tf
@@ -194,10 +195,15 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=N
     bn.begin_pair(final_a, final_b)
   results = {}
   for mode in plan.modes:
+    tic = time.time()
     metrics = _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, mode,
                              (final_a, final_b), apart, writer, curve_png)
     files.write_json_atomic(layout.metrics(model_dir, pair_id, mode), metrics)
     results[mode] = metrics
+    if len(plan.modes) > 1:
+      line = ", ".join(f"{s} {metrics[s]['instability']:.2f} pp" for s in plan.splits)
+      print(f"  {pair_id}, BN statistics {mode}: instability {line} "
+            f"({time.time() - tic:.0f} s)", flush=True)
   writer.flush()
   return results
 
