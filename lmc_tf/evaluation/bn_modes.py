@@ -161,23 +161,28 @@ def _probe(model, kind, points):
 
 
 class _Pooled:
-  """Per-channel count, mean and sum of squared deviations, combined batch by batch in
-  float64 (Chan et al.'s parallel update)."""
+  """Per-channel count, mean and standard deviation of a point over all measured batches,
+  and the average of the batch means and unbiased batch variances (what 'reset' keeps)."""
 
-  def __init__(self):
-    self.count, self.mean, self.m2 = 0.0, 0.0, 0.0
-
-  def add(self, mean, variance, count):
-    mean, variance = np.float64(mean), np.float64(variance)
-    total = self.count + count
-    delta = mean - self.mean
-    self.m2 = self.m2 + variance * count + delta ** 2 * self.count * count / total
-    self.mean = self.mean + delta * count / total
-    self.count = total
+  def __init__(self, count, mean, m2, mean_of_means, mean_of_variances):
+    self.count, self.mean, self.m2 = float(count), mean, m2
+    self.mean_of_means, self.mean_of_variances = mean_of_means, mean_of_variances
 
   @property
   def std(self):
     return np.sqrt(self.m2 / self.count)
+
+
+def _accumulate(carry, mean, variance, count):
+  """One batch's statistics folded into the running ones, in float64: Chan et al.'s parallel
+  update of (count, mean, M2), and the sums of batch means and unbiased variances."""
+  n, m, m2, sum_means, sum_variances = carry
+  mean, variance, count = (tf.cast(t, tf.float64) for t in (mean, variance, count))
+  total = n + count
+  delta = mean - m
+  return (total, m + delta * count / total,
+          m2 + variance * count + tf.square(delta) * n * count / total,
+          sum_means + mean, sum_variances + variance * count / (count - 1.0))
 
 
 class BNModes:
@@ -210,6 +215,7 @@ class BNModes:
     self._dataset = strategy.distribute_datasets_from_function(
         lambda ctx: data.train_batches(batch_size, seed, seed, 0, num_batches, ctx,
                                        augment=augment))
+    self._num_batches = num_batches
     self._probes = {}
     self._targets = None
 
@@ -220,36 +226,35 @@ class BNModes:
       points = self._batch_norms if kind == RESET else self._points
       with self._strategy.scope():
         probe, renorms = _probe(self._model, kind, points)
-      strategy = self._strategy
+      strategy, num_batches = self._strategy, self._num_batches
+      shapes = [(l.moving_mean if isinstance(l, layers.BatchNorm) else l.kernel).shape[-1]
+                for l in points]
 
       @tf.function
-      def step(images):
-        outputs = strategy.run(lambda x: probe(x, training=False), args=(images,))
-        # Statistics are all-reduced in the replicas: every replica holds the global ones.
-        return [strategy.experimental_local_results(t)[0] for t in outputs]
+      def measure(iterator):
+        zeros = lambda c: tf.zeros([c], tf.float64)  # noqa: E731
+        carries = [(tf.constant(0.0, tf.float64), zeros(c), zeros(c), zeros(c), zeros(c))
+                   for c in shapes]
+        for _ in tf.range(num_batches):
+          images, _ = next(iterator)
+          outputs = strategy.run(lambda x: probe(x, training=False), args=(images,))
+          # Statistics are all-reduced in the replicas: every replica holds the global ones.
+          flat = [strategy.experimental_local_results(t)[0] for t in outputs]
+          carries = [_accumulate(carry, *flat[3 * i:3 * i + 3])
+                     for i, carry in enumerate(carries)]
+        return carries
 
-      self._probes[kind] = (step, renorms)
+      self._probes[kind] = (measure, renorms)
     return self._probes[kind]
 
-  def _statistics(self, kind, weights):
-    """Per point, the batches' (mean, variance, count) of the network with `weights`."""
-    step, _ = self._probe(kind)
+  def _pooled(self, kind, weights):
+    """Per point, its statistics over the batches in the network with `weights`."""
+    measure, _ = self._probe(kind)
     for variable, value in zip(self._model.variables, weights):
       variable.assign(value)
-    batches = []
-    for images, _ in self._dataset:
-      flat = [t.numpy() for t in step(images)]
-      batches.append([flat[i:i + 3] for i in range(0, len(flat), 3)])
-    return [[b[p] for b in batches] for p in range(len(batches[0]))]
-
-  def _pooled(self, kind, weights):
-    pooled = []
-    for per_batch in self._statistics(kind, weights):
-      p = _Pooled()
-      for mean, variance, count in per_batch:
-        p.add(mean, variance, float(count))
-      pooled.append(p)
-    return pooled
+    return [_Pooled(n.numpy(), m.numpy(), m2.numpy(), (s_m / self._num_batches).numpy(),
+                    (s_v / self._num_batches).numpy())
+            for n, m, m2, s_m, s_v in measure(iter(self._dataset))]
 
   def begin_pair(self, weights_a, weights_b):
     """Measures the endpoints' statistics, which REPAIR interpolates."""
@@ -277,11 +282,9 @@ class BNModes:
     if not self._batch_norms:
       return weights
     out = list(weights)
-    for bn, per_batch in zip(self._batch_norms, self._statistics(RESET, weights)):
-      means = [np.float64(m) for m, _, _ in per_batch]
-      variances = [np.float64(v) * n / (n - 1.0) for _, v, n in per_batch]
-      out[self._index[id(bn.moving_mean)]] = np.mean(means, 0).astype(np.float32)
-      out[self._index[id(bn.moving_variance)]] = np.mean(variances, 0).astype(np.float32)
+    for bn, p in zip(self._batch_norms, self._pooled(RESET, weights)):
+      out[self._index[id(bn.moving_mean)]] = p.mean_of_means.astype(np.float32)
+      out[self._index[id(bn.moving_variance)]] = p.mean_of_variances.astype(np.float32)
     return out
 
   def targets(self, alpha):
