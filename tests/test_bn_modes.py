@@ -185,3 +185,12 @@ def test_statistics_are_global_across_replicas(bind):
     np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5)
   for x, y in zip(single[2].repair(mixed[0], 0.5), several[2].repair(mixed[1], 0.5)):
     np.testing.assert_allclose(x, y, rtol=1e-3, atol=1e-4)
+
+
+def test_repair_beyond_the_endpoints_aims_at_the_nearest_one():
+  _, _, modes, weights_a, weights_b = _setup("lenet", num_batches=1, batch_size=32)
+  modes.begin_pair(weights_a, weights_b)
+  for alpha, end in ((-0.2, 0.0), (1.2, 1.0)):
+    for (mean, std), (end_mean, end_std) in zip(modes.targets(alpha), modes.targets(end)):
+      np.testing.assert_array_equal(mean, end_mean)
+      np.testing.assert_array_equal(std, end_std)

@@ -21,7 +21,8 @@ variables a point of the curve is measured with, in one of three modes:
   fix an affine map per channel, folded into the layer (a BN's gamma and beta, or a conv or
   dense layer's kernel columns and bias). On a single measuring batch the corrected network's
   statistics equal the targets exactly; over several they match up to the batch-to-batch
-  spread. At alpha = 0 and 1 the network is an endpoint and nothing is changed.
+  spread. At alpha = 0 and 1 the network is an endpoint and nothing is changed. Beyond the
+  endpoints (evaluate.alpha_range) the targets are the nearest endpoint's statistics.
 
 Every mode measures on the same training batches (seeded, augmented as in training unless
 `augment=False`) at every alpha and for every pair, with global-batch statistics across
@@ -291,9 +292,11 @@ class BNModes:
     """Per correction point, the (mean, std) REPAIR gives the network at `alpha`."""
     if self._targets is None:
       raise RuntimeError("begin_pair() measures the endpoints before 'repair'")
-    # Beyond the endpoints (evaluate.alpha_range) a standard deviation could extrapolate
-    # below zero: it is held at zero.
-    return [((1.0 - alpha) * ma + alpha * mb, np.maximum((1.0 - alpha) * sa + alpha * sb, 0.0))
+    # Beyond the endpoints (evaluate.alpha_range) REPAIR has no interpolation to aim at:
+    # extrapolated standard deviations fall below zero for channels that are dead in one
+    # endpoint. The nearest endpoint's statistics are the targets there.
+    alpha = min(max(alpha, 0.0), 1.0)
+    return [((1.0 - alpha) * ma + alpha * mb, (1.0 - alpha) * sa + alpha * sb)
             for (ma, sa), (mb, sb) in zip(*self._targets)]
 
   def repair(self, weights, alpha):
