@@ -15,7 +15,8 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
     imp.json  masks/init<s>-k<k>/<variant>_level<L>.npz   IMP's levels and masks
     runs/<role>-<hash>/            the runs, named by the hash of what they compute
     pairs/<pair id>/{curve.json,curve_step<s>.json,metrics.json,events/}   the evaluator's
-      (another BN mode than 'interpolate': curve_<mode>.json, metrics_<mode>.json, ...)
+      (another BN mode than 'interpolate': curve_<mode>.json, metrics_<mode>.json, ...;
+      copy B aligned: permutation_<method>.json, metrics_<method>[_<mode>].json, ...)
     instability/<variant>-level<L>-init<s>-k<k>/   IMP's sub-experiments (experiments)
     report/                        figures and tables
     summary.json  operative_config.gin  evaluate_operative_config.gin
@@ -137,35 +138,55 @@ def pair_dir(experiment_dir, pair_id):
   return files.join(experiment_dir, PAIRS, pair_id)
 
 
-# The paper's BN mode (statistics interpolated like every other variable) keeps the file
-# names it always had; another mode's files carry its name: curve_reset.json, metrics_repair.json.
+# The paper's BN mode (statistics interpolated like every other variable) with copy B as it
+# was trained keeps the file names it always had. A curve with B aligned to A by a
+# permutation (alignment/) or in another BN mode carries the method and the mode in its name:
+# curve_reset.json, metrics_weight_matching.json, metrics_weight_matching_repair.json.
 DEFAULT_BN_MODE = "interpolate"
-_MODE_SUFFIX = re.compile(r"^metrics_([a-z]+)\.json$")
+ALIGN_METHODS = ("weight_matching", "activation_matching")
+_KEY = re.compile(r"^metrics(?:_(%s))?(?:_([a-z]+))?\.json$" % "|".join(ALIGN_METHODS))
 
 
-def _with_mode(name, mode):
-  if mode == DEFAULT_BN_MODE:
+def _with_key(name, mode, align):
+  parts = [p for p in (align, None if mode == DEFAULT_BN_MODE else mode) if p]
+  if not parts:
     return name
   stem, ext = name.rsplit(".", 1)
-  return f"{stem}_{mode}.{ext}"
+  return f"{stem}_{'_'.join(parts)}.{ext}"
 
 
-def curve(experiment_dir, pair_id, step=None, mode=DEFAULT_BN_MODE):
+def curve(experiment_dir, pair_id, step=None, mode=DEFAULT_BN_MODE, align=None):
   """The pair's interpolation curve at the end of training, or at an earlier `step`, with
-  BN statistics as BN mode `mode` gives them (evaluation/bn_modes.py)."""
+  BN statistics as BN mode `mode` gives them (evaluation/bn_modes.py), and copy B aligned
+  to copy A by `align` if it is not None."""
   name = CURVE if step is None else f"curve_step{int(step)}.json"
-  return files.join(experiment_dir, PAIRS, pair_id, _with_mode(name, mode))
+  return files.join(experiment_dir, PAIRS, pair_id, _with_key(name, mode, align))
 
 
-def metrics(experiment_dir, pair_id, mode=DEFAULT_BN_MODE):
-  return files.join(experiment_dir, PAIRS, pair_id, _with_mode(METRICS, mode))
+def metrics(experiment_dir, pair_id, mode=DEFAULT_BN_MODE, align=None):
+  return files.join(experiment_dir, PAIRS, pair_id, _with_key(METRICS, mode, align))
+
+
+def permutation(experiment_dir, pair_id, align):
+  """The permutation that aligns the pair's copy B to copy A by method `align`."""
+  return files.join(experiment_dir, PAIRS, pair_id, f"permutation_{align}.json")
+
+
+def metrics_keys(experiment_dir, pair_id):
+  """(align, BN mode) of every metrics file of the pair: the paper's (None, 'interpolate')
+  first, then the other modes of the unaligned pair, then each alignment's."""
+  keys = []
+  for name in files.listdir(pair_dir(experiment_dir, pair_id)):
+    match = _KEY.match(name)
+    if match:
+      keys.append((match.group(1), match.group(2) or DEFAULT_BN_MODE))
+  return sorted(keys, key=lambda k: (k[0] is not None, k[0] or "",
+                                     k[1] != DEFAULT_BN_MODE, k[1]))
 
 
 def metrics_modes(experiment_dir, pair_id):
-  """The BN modes the pair has metrics for, the default first."""
-  names = set(files.listdir(pair_dir(experiment_dir, pair_id)))
-  modes = [DEFAULT_BN_MODE] if METRICS in names else []
-  return modes + sorted(m.group(1) for m in map(_MODE_SUFFIX.match, names) if m)
+  """The BN modes the unaligned pair has metrics for, the default first."""
+  return [mode for align, mode in metrics_keys(experiment_dir, pair_id) if align is None]
 
 
 def report_file(experiment_dir, name):

@@ -163,3 +163,41 @@ def test_resnet_modes_end_to_end(cifar10_sample, tmp_path):
   repair = _read(layout.metrics(str(tmp_path / "exp"), pair, "repair"))
   for split in ("train", "test"):
     assert repair[split]["errors"][0] == interp[split]["errors"][0]
+
+
+@pytest.mark.parametrize("method", ["weight_matching", "activation_matching"])
+def test_aligned_curves_beside_the_naive_ones(trained, tmp_path, method):
+  model_dir = _copy(trained, tmp_path)
+  bindings = (f"evaluate.align = (None, '{method}')",
+              "evaluate.bn_modes = ('interpolate', 'repair')", "evaluate.bn_batches = 2",
+              "evaluate.bn_batch_size = 50", "evaluate.align_batches = 2")
+  summary = _run(model_dir, "evaluate", *bindings)
+  assert set(summary["aligned"][method]["bn_modes"]) == {"repair"}
+  for pair in _pairs(model_dir):
+    d = str(model_dir)
+    assert layout.metrics_keys(d, pair) == [
+        (None, "interpolate"), (None, "repair"), (method, "interpolate"), (method, "repair")]
+    naive = _read(layout.metrics(d, pair))
+    aligned = _read(layout.metrics(d, pair, align=method))
+    assert aligned["align"] == method and aligned["alignment"]["method"] == method
+    for split in ("train", "test"):
+      # A is untouched; B permuted computes the same function
+      assert aligned[split]["errors"][0] == naive[split]["errors"][0]
+      assert aligned[split]["errors"][-1] == pytest.approx(naive[split]["errors"][-1])
+      assert aligned[split]["losses"][-1] == pytest.approx(naive[split]["losses"][-1],
+                                                           rel=1e-5)
+    assert aligned["distances"]["disagreements"] == naive["distances"]["disagreements"]
+    permutation = layout.permutation(d, pair, method)
+    record = _read(permutation)
+    assert record["units"] == 32 + 16 and sorted(record["perms"]["dense_0"]) == list(range(32))
+    mtime = os.path.getmtime(permutation)
+  # a rerun finds everything measured and searches for no permutation again
+  os.remove(layout.metrics(str(model_dir), pair, "repair", method))
+  _run(model_dir, "evaluate", *bindings)
+  assert os.path.getmtime(permutation) == mtime
+  assert os.path.exists(layout.metrics(str(model_dir), pair, "repair", method))
+
+
+def test_a_bad_align_is_named(trained, tmp_path):
+  with pytest.raises(errors.ConfigError, match="evaluate.align"):
+    _run(_copy(trained, tmp_path), "evaluate", "evaluate.align = 'git_rebasin'")

@@ -115,3 +115,19 @@ def test_bn_modes_other_than_the_papers_have_their_own_files(tmp_path):
     files.write_json_atomic(layout.metrics(d, "p", mode=mode), {})
   files.write_json_atomic(layout.curve(d, "p", mode="reset"), {})
   assert layout.metrics_modes(d, "p") == ["interpolate", "repair", "reset"]
+
+
+def test_aligned_curves_have_their_own_files(tmp_path):
+  d = str(tmp_path)
+  assert layout.metrics(d, "p", align="weight_matching").endswith(
+      "pairs/p/metrics_weight_matching.json")
+  assert layout.curve(d, "p", 7, "reset", "activation_matching").endswith(
+      "pairs/p/curve_step7_activation_matching_reset.json")
+  for align, mode in ((None, "interpolate"), ("weight_matching", "repair"),
+                      ("weight_matching", "interpolate"), (None, "reset")):
+    files.write_json_atomic(layout.metrics(d, "p", mode, align), {})
+  files.write_json_atomic(layout.permutation(d, "p", "weight_matching"), {})
+  assert layout.metrics_keys(d, "p") == [
+      (None, "interpolate"), (None, "reset"), ("weight_matching", "interpolate"),
+      ("weight_matching", "repair")]
+  assert layout.metrics_modes(d, "p") == ["interpolate", "reset"]

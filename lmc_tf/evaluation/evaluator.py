@@ -20,7 +20,7 @@ mean of the endpoints.
 import dataclasses
 import os
 import time
-from typing import Tuple
+from typing import Optional, Tuple
 
 import tensorflow as tf
 
@@ -46,6 +46,12 @@ class Plan:
   modes: Tuple[str, ...] = (layout.DEFAULT_BN_MODE,)
   alpha_range: Tuple[float, float] = DEFAULT_RANGE
   refine_peak: bool = False
+  aligns: Tuple[Optional[str], ...] = (None,)  # None: copy B as trained
+
+  @property
+  def keys(self):
+    """(align, BN mode) of every curve of a pair, the paper's first."""
+    return [(a, m) for a in self.aligns for m in self.modes]
 
   @property
   def extended_alphas(self):
@@ -173,61 +179,81 @@ def _checkpoint(model_dir, run, step):
   return layout.checkpoint(layout.run_dir(model_dir, run), step)
 
 
-def _tag(prefix, mode):
-  return prefix if mode == layout.DEFAULT_BN_MODE else f"{prefix}_{mode}"
+def _tag(prefix, key):
+  align, mode = key
+  parts = [p for p in (align, None if mode == layout.DEFAULT_BN_MODE else mode) if p]
+  return "_".join([prefix] + parts)
 
 
-def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=None):
-  """Sweeps one pair (and its epochs, for Appendix C) in every BN mode of `plan` that
-  `bn` (a bn_modes.BNModes, needed for any mode but the paper's) provides; writes each
-  mode's metrics and returns {mode: metrics}.
+def _name(key):
+  align, mode = key
+  return ", ".join(([f"aligned by {align}"] if align else [])
+                   + [f"BN statistics {mode}"])
 
-  curve_png(alphas, {split: metrics}, title) -> PNG bytes, if given, draws the pair's curve
-  for TensorBoard's image tab.
+
+def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=None,
+                  aligner=None, keys=None):
+  """Sweeps one pair (and its epochs, for Appendix C) for every (align, BN mode) of `keys`
+  (all of the plan's by default); writes each one's metrics and returns {key: metrics}.
+
+  bn: a bn_modes.BNModes, needed for any mode but the paper's; aligner: a
+  pair_alignment.Aligner, needed to align. curve_png(alphas, {split: metrics}, title) ->
+  PNG bytes, if given, draws the pair's curve for TensorBoard's image tab.
   """
+  keys = list(keys or plan.keys)
   pair_id = pair["id"]
   writer = tf.summary.create_file_writer(layout.events(layout.pair_dir(model_dir, pair_id)))
   run_a, run_b = pair["copies"]
   final_a = sweeper.load(_checkpoint(model_dir, run_a, pair["end_step"]))
   final_b = sweeper.load(_checkpoint(model_dir, run_b, pair["end_step"]))
-  apart = pair_distances(sweeper, model_dir, manifest, pair, final_a, final_b)
-  if bn is not None:
-    bn.begin_pair(final_a, final_b)
   results = {}
-  for mode in plan.modes:
-    tic = time.time()
-    metrics = _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, mode,
-                             (final_a, final_b), apart, writer, curve_png)
-    files.write_json_atomic(layout.metrics(model_dir, pair_id, mode), metrics)
-    results[mode] = metrics
-    if len(plan.modes) > 1:
-      line = ", ".join(f"{s} {metrics[s]['instability']:.2f} pp" for s in plan.splits)
-      print(f"  {pair_id}, BN statistics {mode}: instability {line} "
-            f"({time.time() - tic:.0f} s)", flush=True)
+  for align in dict.fromkeys(a for a, _ in keys):
+    record = None
+    b = final_b
+    if align is not None:
+      b, record = aligner.aligned(model_dir, pair_id, align, final_a, final_b)
+    apart = pair_distances(sweeper, model_dir, manifest, pair, final_a, b)
+    if bn is not None:
+      bn.begin_pair(final_a, b)
+    for key in [k for k in keys if k[0] == align]:
+      tic = time.time()
+      metrics = _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, key,
+                               (final_a, b), apart, writer, curve_png)
+      if record is not None:
+        metrics["alignment"] = {k: v for k, v in record.items() if k != "perms"}
+      files.write_json_atomic(layout.metrics(model_dir, pair_id, key[1], align), metrics)
+      results[key] = metrics
+      if len(plan.keys) > 1:
+        line = ", ".join(f"{s} {metrics[s]['instability']:.2f} pp" for s in plan.splits)
+        print(f"  {pair_id}, {_name(key)}: instability {line} ({time.time() - tic:.0f} s)",
+              flush=True)
   writer.flush()
   return results
 
 
-def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, mode, finals, apart,
+def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, key, finals, apart,
                    writer, curve_png):
-  """One BN mode's metrics of one pair; `apart` are the pair's distances."""
+  """The metrics of one pair for one (align, BN mode); `apart` are the pair's distances."""
   pair_id = pair["id"]
   splits = plan.splits
+  align, mode = key
   transform = None if mode == layout.DEFAULT_BN_MODE else (
       lambda alpha, weights: bn.weights(mode, alpha, weights))
 
   def log_point(i, point):
     with writer.as_default(step=i):
       for split, values in point.items():
-        tf.summary.scalar(f"{_tag('interpolation', mode)}/{split}_error", values["error"])
-        tf.summary.scalar(f"{_tag('interpolation', mode)}/{split}_loss", values["loss"])
+        tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_error", values["error"])
+        tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_loss", values["loss"])
 
-  curve = sweeper.curve(*finals, plan.alphas,
-                        layout.curve(model_dir, pair_id, mode=mode), log_point, transform)
+  curve = sweeper.curve(*finals, plan.alphas, layout.curve(model_dir, pair_id, None, mode, align),
+                        log_point, transform)
   points = curve.on_grid()
   metrics = {key: pair[key] for key in ("id", "variant", "rewind_step", "init_seed", "pair")}
   if mode != layout.DEFAULT_BN_MODE:
     metrics["bn_mode"] = mode
+  if align is not None:
+    metrics["align"] = align
   metrics["alphas"] = [float(a) for a in plan.alphas]
   metrics.update(plan.settings())
   metrics.update(_curve_metrics(points, splits))
@@ -245,7 +271,7 @@ def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, mode, finals, a
           error - metrics[split]["endpoint_error_mean"]))
   metrics["distances"] = apart
 
-  if manifest["every_epoch"]:
+  if manifest["every_epoch"] and align is None:  # Appendix C: the copies as trained
     metrics["per_epoch"] = _per_epoch(sweeper, model_dir, manifest, pair, plan, bn, mode,
                                       points)
     if bn is not None:
@@ -253,11 +279,11 @@ def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, mode, finals, a
 
   with writer.as_default(step=0):
     if curve_png is not None:
-      png = curve_png(metrics["alphas"], {s: metrics[s] for s in splits},
-                      pair_id if mode == layout.DEFAULT_BN_MODE else f"{pair_id} ({mode})")
-      tf.summary.image(_tag("interpolation_curve", mode), tf.image.decode_png(png)[None])
+      title = pair_id if key == (None, layout.DEFAULT_BN_MODE) else f"{pair_id} ({_name(key)})"
+      png = curve_png(metrics["alphas"], {s: metrics[s] for s in splits}, title)
+      tf.summary.image(_tag("interpolation_curve", key), tf.image.decode_png(png)[None])
     for split in splits:
-      tf.summary.scalar(f"{_tag('instability', mode)}/{split}", metrics[split]["instability"])
+      tf.summary.scalar(f"{_tag('instability', key)}/{split}", metrics[split]["instability"])
   return metrics
 
 

@@ -9,7 +9,6 @@ can run beside training. After each pair it refreshes DIR/summary.json. In an IM
 it evaluates the instability experiment of every subnetwork (DIR/instability/*).
 """
 
-import dataclasses
 import os
 import time
 
@@ -19,10 +18,12 @@ from lmc_tf import distribute
 from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import layout
+from lmc_tf.alignment import align as align_lib
 from lmc_tf.data import base as data_base
 from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import bn_modes as bn_modes_lib
 from lmc_tf.evaluation import evaluator
+from lmc_tf.evaluation import pair_alignment
 from lmc_tf.experiments import common
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
@@ -40,16 +41,31 @@ def _by_variant(all_metrics, summary):
   return summary
 
 
-def summarize(metrics_by_mode, manifest):
-  """DIR/summary.json: per split and rewind step, the instability statistics (SPEC §6), of
-  the paper's BN mode at the top and of any other under "bn_modes"."""
-  default = list(metrics_by_mode.get(layout.DEFAULT_BN_MODE, {}).values())
-  done = max((len(m) for m in metrics_by_mode.values()), default=0)
-  summary = _by_variant(default, {"pairs_done": done, "pairs_total": len(manifest["pairs"])})
-  others = {mode: _by_variant(list(m.values()), {}) for mode, m in metrics_by_mode.items()
-            if mode != layout.DEFAULT_BN_MODE and m}
+def _by_mode(metrics_by_key, align, summary):
+  """The summary entries of one alignment: its paper's mode at the top, others under
+  "bn_modes"."""
+  default = list(metrics_by_key.get((align, layout.DEFAULT_BN_MODE), {}).values())
+  _by_variant(default, summary)
+  others = {mode: _by_variant(list(m.values()), {})
+            for (a, mode), m in metrics_by_key.items()
+            if a == align and mode != layout.DEFAULT_BN_MODE and m}
   if others:
     summary["bn_modes"] = others
+  return summary
+
+
+def summarize(metrics_by_key, manifest):
+  """DIR/summary.json: per split and rewind step, the instability statistics (SPEC §6), of
+  the paper's BN mode at the top and of any other under "bn_modes"; with copy B aligned, the
+  same under "aligned" and the method. `metrics_by_key` is {(align, mode): {pair: metrics}}."""
+  done = max((len(m) for m in metrics_by_key.values()), default=0)
+  summary = _by_mode(metrics_by_key, None,
+                     {"pairs_done": done, "pairs_total": len(manifest["pairs"])})
+  aligned = {a: _by_mode(metrics_by_key, a, {}) for a in dict.fromkeys(
+      a for a, _ in metrics_by_key if a is not None)}
+  aligned = {a: v for a, v in aligned.items() if v}
+  if aligned:
+    summary["aligned"] = aligned
   return summary
 
 
@@ -92,9 +108,9 @@ def _wait_for_manifest(model_dir, watch, deadline, poll_s):
   return files.read_json(path)
 
 
-def _saved_metrics(model_dir, pair, plan, mode):
-  """The pair's metrics in BN mode `mode` if they were measured under `plan`, else None."""
-  path = layout.metrics(model_dir, pair["id"], mode)
+def _saved_metrics(model_dir, pair, plan, key):
+  """The pair's metrics for (align, BN mode) `key` if measured under `plan`, else None."""
+  path = layout.metrics(model_dir, pair["id"], key[1], key[0])
   if not files.exists(path):
     return None
   try:
@@ -106,42 +122,41 @@ def _saved_metrics(model_dir, pair, plan, mode):
 
 
 def _pair_line(results, splits):
-  """'train instability 1.20 pp, test ...; reset: train 0.80 pp, test ...'"""
+  """'instability train 1.20 pp, test ...; reset: train 0.80 pp, ...'"""
   parts = []
-  for mode, m in results.items():
+  for (align, mode), m in results.items():
     values = ", ".join(f"{s} {m[s]['instability']:.2f} pp" for s in splits)
-    parts.append(f"instability {values}" if mode == layout.DEFAULT_BN_MODE
-                 else f"{mode}: {values}")
+    name = "/".join(p for p in (align, None if mode == layout.DEFAULT_BN_MODE else mode) if p)
+    parts.append(f"{name}: {values}" if name else f"instability {values}")
   return "; ".join(parts)
 
 
-def _evaluate_ready_pairs(sweeper, bn, model_dir, manifest, metrics, plan, chief):
-  """One pass over the manifest: every pair and BN mode not yet in `metrics` that can be,
-  is. `metrics` is {mode: {pair id: metrics}}."""
+def _evaluate_ready_pairs(sweeper, bn, aligner, model_dir, manifest, metrics, plan, chief):
+  """One pass over the manifest: every pair, alignment and BN mode not yet in `metrics`
+  that can be, is. `metrics` is {(align, mode): {pair id: metrics}}."""
   for pair in manifest["pairs"]:
     missing = []
-    for mode in plan.modes:
-      if pair["id"] in metrics[mode]:
+    for key in plan.keys:
+      if pair["id"] in metrics[key]:
         continue
-      saved = _saved_metrics(model_dir, pair, plan, mode)
+      saved = _saved_metrics(model_dir, pair, plan, key)
       if saved is not None:
-        metrics[mode][pair["id"]] = saved
+        metrics[key][pair["id"]] = saved
       else:
-        missing.append(mode)
+        missing.append(key)
     if not missing or not _ready(model_dir, pair):
       continue
     tic = time.time()
     try:
-      results = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair,
-                                        dataclasses.replace(plan, modes=tuple(missing)), bn,
-                                        _curve_png)
+      results = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn,
+                                        _curve_png, aligner, missing)
     except checkpoints.UnreadableCheckpointError as e:
       print(f"warning: pair {pair['id']} not evaluated: {e}", flush=True)
       if chief:
         _unfinish(e.path)
       continue
-    for mode, result in results.items():
-      metrics[mode][pair["id"]] = result
+    for key, result in results.items():
+      metrics[key][pair["id"]] = result
     done = min(len(m) for m in metrics.values())
     print(f"[{done}/{len(manifest['pairs'])}] {pair['id']}: "
           f"{_pair_line(results, plan.splits)} ({time.time() - tic:.1f} s)", flush=True)
@@ -154,7 +169,7 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
              batch_size=1000, watch=False, timeout_s=24 * 3600, poll_s=10,
              bn_modes=(layout.DEFAULT_BN_MODE,), bn_batches=50, bn_batch_size=None,
              bn_augment=True, bn_seed=0, alpha_range=evaluator.DEFAULT_RANGE,
-             refine_peak=False):
+             refine_peak=False, align=None, align_batches=10):
   """Interpolates every finished pair of DIR's instability experiment.
 
   Args:
@@ -177,28 +192,37 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
       spacing, e.g. (-0.2, 1.2); reported as the extended curve.
     refine_peak: bisect around each split's highest error until the peak is located to
       within 1/240 of the path; reported as the refined peak beside the instability.
+    align: None (copy B as trained, the paper), 'weight_matching' or 'activation_matching'
+      (Git Re-Basin: B's hidden units permuted to line up with A's before the sweep), or a
+      tuple of these, e.g. (None, 'weight_matching') for both; every BN mode of each.
+    align_batches: training batches (of bn_batch_size, un-augmented) that activation
+      matching compares the copies' activations on.
   """
   if not files.exists(layout.manifest(model_dir)) and files.exists(
       layout.imp_record(model_dir)):
     return _evaluate_sub_experiments(model_dir, strategy)
   deadline = time.time() + timeout_s
-  plan = _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak)
+  plan = _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak, align)
   manifest = _wait_for_manifest(model_dir, watch, deadline, poll_s)
   data = data_base.get_dataset()
   sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size)
-  bn = None
+  if bn_batch_size is None:
+    bn_batch_size = runner.TrainingHParams().batch_size
+  bn = aligner = None
   if plan.modes != (layout.DEFAULT_BN_MODE,):
-    if bn_batch_size is None:
-      bn_batch_size = runner.TrainingHParams().batch_size
     bn = bn_modes_lib.BNModes(strategy, sweeper.model, data, plan.modes, bn_batches,
                               bn_batch_size, bn_seed, bn_augment)
+  if plan.aligns != (None,):
+    errors.positive_int(align_batches, "evaluate.align_batches")
+    aligner = pair_alignment.Aligner(sweeper.model, data, align_batches, bn_batch_size,
+                                     bn_seed)
   chief = distribute.is_chief(strategy)
   if chief:
     common.write_operative_config(model_dir, layout.EVALUATE_OPERATIVE_CONFIG)
-  metrics = {mode: {} for mode in plan.modes}
+  metrics = {key: {} for key in plan.keys}
   started = time.time()
   while True:
-    _evaluate_ready_pairs(sweeper, bn, model_dir, manifest, metrics, plan, chief)
+    _evaluate_ready_pairs(sweeper, bn, aligner, model_dir, manifest, metrics, plan, chief)
     waiting = len(manifest["pairs"]) - min(len(m) for m in metrics.values())
     if not waiting or not watch:
       break
@@ -217,7 +241,17 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
   return summarize(metrics, manifest) if done else {"pairs_done": 0}
 
 
-def _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak):
+def _aligns(align):
+  aligns = tuple(align) if isinstance(align, (tuple, list)) else (align,)
+  if not aligns or len(set(aligns)) != len(aligns):
+    raise errors.ConfigError(f"evaluate.align={align!r}: give None, a method or a tuple of "
+                             "them, each once")
+  for a in aligns:
+    align_lib.check_method(a)
+  return aligns
+
+
+def _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak, align=None):
   """The evaluate.* bindings checked, as an evaluator.Plan."""
   splits = tuple(splits)
   unknown = [s for s in splits if s not in SPLITS]
@@ -239,4 +273,4 @@ def _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak):
     raise errors.ConfigError(f"evaluate.refine_peak={refine_peak!r} must be True or False")
   return evaluator.Plan(alphas=tuple(float(a) for a in barrier.alphas(num_alphas)),
                         splits=splits, modes=bn_modes_lib.check_modes(bn_modes),
-                        alpha_range=(lo, hi), refine_peak=refine_peak)
+                        alpha_range=(lo, hi), refine_peak=refine_peak, aligns=_aligns(align))
