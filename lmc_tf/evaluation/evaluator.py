@@ -22,6 +22,7 @@ import os
 import time
 from typing import Optional, Tuple
 
+import numpy as np
 import tensorflow as tf
 
 from lmc_tf import files
@@ -138,6 +139,12 @@ class Sweeper:
   def load(self, checkpoint_path):
     return interpolate.read_variables(self.model, checkpoint_path)
 
+  def _valid_statistics(self, weights):
+    """Beyond the endpoints an extrapolated BN variance can fall below zero (and BN's output
+    to NaN): it is held at zero. Inside [0, 1] interpolation keeps it positive."""
+    return [np.maximum(w, 0.0) if v.path.endswith("moving_variance") else w
+            for v, w in zip(self.model.variables, weights)]
+
   def measure(self, weights):
     interpolate.assign(self.model, weights)
     return {split: {k: r[k] for k in ("error", "loss")}
@@ -148,6 +155,8 @@ class Sweeper:
     point is measured with (a BN mode), the interpolation itself if None."""
     def measure(alpha):
       weights = interpolate.interpolate(weights_a, weights_b, alpha)
+      if not 0.0 <= alpha <= 1.0:
+        weights = self._valid_statistics(weights)
       return self.measure(weights if transform is None else transform(alpha, weights))
     return Curve(path, alphas, measure, on_point)
 
