@@ -12,6 +12,7 @@ from lmc_tf.errors import ConfigError
 from lmc_tf.experiments import common
 from lmc_tf.experiments import evaluate
 from lmc_tf.experiments import imp
+from lmc_tf.experiments import inits
 from lmc_tf.experiments import instability
 from lmc_tf.experiments import report
 from lmc_tf.experiments import train
@@ -20,12 +21,13 @@ JOBS = {
     "train": train.train,
     "instability": instability.instability,
     "imp": imp.imp,
+    "inits": inits.inits,
     "evaluate": evaluate.evaluate,
     "report": report.report,
 }
 # Jobs that refuse a directory holding another config's experiment (report only reads).
-CHECKED = ("train", "instability", "imp", "evaluate")
-PLANNABLE = ("instability", "imp")  # jobs that can hand out their steps (experiments/steps.py)
+CHECKED = ("train", "instability", "imp", "inits", "evaluate")
+PLANNABLE = ("instability", "imp", "inits")  # jobs that can hand out their steps (experiments/steps.py)
 
 
 def job_names():
@@ -39,9 +41,9 @@ def run(model_dir, job_override=None, job="train", deterministic=True, plan_only
   """Runs the job that gin names (or `job_override`, from --job) in `model_dir`.
 
   Args:
-    job: 'train', 'instability', 'imp', 'evaluate' or 'report'.
+    job: 'train', 'instability', 'imp', 'inits', 'evaluate' or 'report'.
     deterministic: enable TF op determinism, so equal seeds give bit-identical weights.
-    plan_only: return the job's steps.Experiment without running it (instability and imp).
+    plan_only: return the job's steps.Experiment without running it (instability, imp and inits).
     strategy: the tf.distribute strategy, if not the one gin names. A plan made only to be
       listed can take the default strategy: planning places nothing on devices.
   """

@@ -11,7 +11,8 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
     summary.json                   written last, once: the run is finished
   <experiment>/                    (a train job's run directory too)
     experiment.json                the job and the training config that own the directory
-    instability.json               the instability plan (parents, copies, pairs)
+    instability.json               the instability plan (parents, copies, pairs), or the
+                                   inits job's (networks as parents, pairs of networks)
     imp.json  masks/init<s>-k<k>/<variant>_level<L>.npz   IMP's levels and masks
     runs/<role>-<hash>/            the runs, named by the hash of what they compute
     pairs/<pair id>/{curve.json,curve_step<s>.json,metrics.json,events/}   the evaluator's
@@ -251,7 +252,7 @@ def sub_experiments(experiment_dir):
 # masks), the strategy, and the sweep launcher. Every other bound configurable, including
 # one added later, enters the fingerprint.
 NOT_FINGERPRINTED = frozenset({"experiment", "strategy", "train", "instability", "imp",
-                               "evaluate", "report", "sweep"})
+                               "inits", "evaluate", "report", "sweep"})
 # Parameters of fingerprinted configurables that cannot change what a run computes:
 # logging, checkpoint cadence, loop length, eval batch, XLA, and where ImageNet lives.
 NOT_FINGERPRINTED_PARAMS = {

@@ -4,16 +4,16 @@ r"""Fans one experiment's independent runs out over a Ray cluster (pip install .
   python -m lmc_tf.sweep --gin_file=... --model_dir=gs://bucket/DIR --ray_address=auto \
       --gpus_per_run=1
 
-The experiment (the `instability` or `imp` job of the config) is expanded into its steps
-(experiments/steps.py): parents, copies, IMP levels and baselines, the copies of the sparse
-instability experiments, for every init, pair, rewind step and level. Each step is one Ray
-task that asks for `--cpus_per_run`, `--gpus_per_run` or `--tpus_per_run`; a step's inputs
-are task dependencies (the parent before its copies, level n before level n + 1), so Ray runs
-everything else in parallel. A task parses the same config (sent as text), finds its inputs
-on disk by their hash names and trains one run; a finished run is never trained again, so a
-rerun of the sweep, or Ray retrying a task that died, redoes nothing that was done. The
-driver then writes the experiment's summary, as the job would. Every node must see
---model_dir (a shared filesystem or gs://) and have lmc_tf installed.
+The experiment (the `instability`, `imp` or `inits` job of the config) is expanded into its
+steps (experiments/steps.py): parents, copies, IMP levels and baselines, the copies of the
+sparse instability experiments, the networks from different inits, for every init, pair, rewind
+step and level. Each step is one Ray task that asks for `--cpus_per_run`, `--gpus_per_run` or
+`--tpus_per_run`; a step's inputs are task dependencies (the parent before its copies, level n
+before level n + 1), so Ray runs everything else in parallel. A task parses the same config
+(sent as text), finds its inputs on disk by their hash names and trains one run; a finished run
+is never trained again, so a rerun of the sweep, or Ray retrying a task that died, redoes
+nothing that was done. The driver then writes the experiment's summary, as the job would. Every
+node must see --model_dir (a shared filesystem or gs://) and have lmc_tf installed.
 
 Without --ray_address, ray.init() starts a local cluster on this machine's cores.
 """

@@ -72,13 +72,15 @@ def test_sparsity_sweeps_cover_every_level(row, levels):
 
 SMOKE = sorted(p for p in glob.glob(os.path.join(CONFIGS, "smoke", "*_smoke.gin"))
                if os.path.basename(p).startswith(("resnet20", "vgg16")))
+# The networks-from-different-inits smoke configs run end to end in test_inits.py.
+INSTABILITY_AND_IMP_SMOKE = [p for p in SMOKE if "_inits_" not in os.path.basename(p)]
 
 
 def test_every_cifar_experiment_has_a_smoke_variant():
   experiments = [os.path.basename(p)[:-4] for p in glob.glob(os.path.join(CONFIGS, "*.gin"))
-                 if os.path.basename(p).startswith(("resnet20_", "vgg16_"))
+                 if os.path.basename(p).startswith(("resnet20_", "resnet20x", "vgg16_"))
                  and os.path.basename(p)[:-4] not in TABLE_1]
-  assert len(experiments) == 14
+  assert len(experiments) == 14 + 4  # and the inits configs at widths x1, x2, x4, x8
   assert sorted(f"{e}_smoke.gin" for e in experiments) == [os.path.basename(p) for p in SMOKE]
 
 
@@ -92,7 +94,8 @@ def _run(path, model_dir, data, job=None):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", [p for p in SMOKE if "resnet20" in os.path.basename(p)],
+@pytest.mark.parametrize("path", [p for p in INSTABILITY_AND_IMP_SMOKE
+                                  if "resnet20" in os.path.basename(p)],
                          ids=os.path.basename)
 def test_smoke_config_runs_end_to_end(path, tmp_path, cifar10_sample):
   check_smoke_config(path, tmp_path, cifar10_sample)

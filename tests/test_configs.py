@@ -35,3 +35,36 @@ def test_paper_instability_config_follows_the_paper():
   assert gin.query_parameter("instability.num_inits") == 3
   assert gin.query_parameter("instability.num_pairs") == 3
   assert gin.query_parameter("evaluate.num_alphas") == 30
+
+
+@pytest.mark.parametrize("width", [1, 2, 4, 8])
+def test_inits_configs_follow_git_re_basin_width_study(width):
+  """ResNet-20 on CIFAR-10 from different inits, trained as resnet20_standard.gin, at the
+  widths of Git Re-Basin's width study; each smoke variant at 1/4 of its width."""
+  name = "resnet20_standard" if width == 1 else f"resnet20x{width}_standard"
+  config.parse([os.path.join(REPO, "gin_configs", f"{name}_inits.gin")])
+  assert gin.query_parameter("experiment.job") == "inits"
+  assert gin.query_parameter("model.name") == "resnet20"
+  assert gin.query_parameter("resnet_cifar.width_multiplier") == width
+  assert gin.query_parameter("optimizer.learning_rate") == pytest.approx(0.1)
+  assert gin.query_parameter("training.steps") == "63000it"
+  assert gin.query_parameter("inits.num_inits") == 3
+  assert gin.query_parameter("inits.init_seed") == 0
+  assert tuple(gin.query_parameter("evaluate.bn_modes")) == ("interpolate", "reset", "repair")
+  assert tuple(gin.query_parameter("evaluate.splits")) == ("train", "test")
+  gin.clear_config()
+  config.parse([os.path.join(REPO, "gin_configs", "smoke", f"{name}_inits_smoke.gin")])
+  assert gin.query_parameter("resnet_cifar.width_multiplier") == 0.25 * width
+  assert gin.query_parameter("inits.num_inits") == 2
+
+
+def test_lenet_inits_config_trains_as_table_1():
+  config.parse([os.path.join(REPO, "gin_configs", "lenet_mnist_inits.gin")])
+  assert gin.query_parameter("experiment.job") == "inits"
+  assert gin.query_parameter("model.name") == "lenet_300_100"
+  assert gin.query_parameter("training.steps") == "24000it"
+  assert gin.query_parameter("training.batch_size") == 60
+  assert gin.query_parameter("optimizer.learning_rate") == pytest.approx(1.2e-3)
+  assert gin.query_parameter("inits.num_inits") == 3
+  assert tuple(gin.query_parameter("evaluate.bn_modes")) == ("interpolate", "reset", "repair")
+  assert gin.query_parameter("evaluate.num_alphas") == 30
