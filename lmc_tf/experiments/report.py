@@ -8,7 +8,14 @@ partially evaluated experiment reports on the pairs that are done, and says how 
 Where the evaluator also measured other BN modes (metrics_<mode>.json), or curves beyond
 [0, 1] or refined peaks, the report adds Figure 3 per mode, the curves of every mode at each k
 on one figure, instability vs k with a line per mode, and the barriers of every mode as a table
-(bn_modes.md, .csv). The paper's outputs stay as they are.
+(bn_modes.md, .csv). Where copy B was also aligned to copy A (evaluate.align:
+metrics_<method>[_<mode>].json), it adds each such pair's naive and aligned curves
+(pairs/<id>.png), their mean ± sd at each k (aligned_k<k>.png) and the barriers of every
+(alignment, mode) as a table (aligned.md, .csv) (report_aligned.py). The paper's outputs, and
+the BN modes' of the naive pairs, stay as they are.
+
+With `report.compare`, a list of experiment directories, it draws the barriers against each
+experiment's width multiplier (Git Re-Basin's width study): barrier_vs_width.png, .md, .csv.
 """
 
 import os
@@ -19,11 +26,14 @@ from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import imp_summary
+from lmc_tf.experiments import report_aligned
+from lmc_tf.experiments import report_inputs
 from lmc_tf.reporting import bn_figures
 from lmc_tf.reporting import bn_tables
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import imp_figures
 from lmc_tf.reporting import tables
+from lmc_tf.reporting import width_study
 
 
 def _write(model_dir, name, content):
@@ -36,60 +46,17 @@ def _write(model_dir, name, content):
   return path
 
 
-def load_manifest(model_dir):
-  path = layout.manifest(model_dir)
-  if not files.exists(path):
-    raise FileNotFoundError(
-        f"{path} not found: {model_dir} is not an instability experiment yet. Run the "
-        f"instability job first (--job=instability), then --job=evaluate, then --job=report.")
-  return files.read_json(path)
+# The readers, where they were before report_inputs.py held them.
+load_manifest = report_inputs.load_manifest
+load_metrics = report_inputs.load_metrics
+load_metrics_by_mode = report_inputs.load_metrics_by_mode
 
 
-def _read_metrics(model_dir, pair_id, mode=layout.DEFAULT_BN_MODE):
-  """A pair's metrics in BN mode `mode`, or None (and a warning) if the file is unreadable."""
-  # The evaluator writes metrics files atomically, so one that exists is whole, or damaged.
-  path = layout.metrics(model_dir, pair_id, mode)
-  of_mode = "" if mode == layout.DEFAULT_BN_MODE else f" of {bn_tables.mode_label(mode)}"
-  try:
-    metrics = files.read_json(path)
-  except files.UnreadableFileError as e:
-    print(f"warning: {e}; pair {pair_id} is left out{of_mode} (rerun --job=evaluate)",
-          flush=True)
-    return None
-  if metrics.get("bn_mode", layout.DEFAULT_BN_MODE) != mode:
-    print(f"warning: {path} says it holds BN mode {metrics['bn_mode']!r}; pair {pair_id} is "
-          f"left out{of_mode}", flush=True)
-    return None
-  return metrics
-
-
-def load_metrics(model_dir, manifest):
-  """The metrics of every pair in the manifest that the evaluator has finished, in its order."""
-  finished = []
-  for pair in manifest.get("pairs", []):
-    if files.exists(layout.metrics(model_dir, pair["id"])):
-      metrics = _read_metrics(model_dir, pair["id"])
-      if metrics is not None:
-        finished.append(metrics)
-  return finished
-
-
-def load_metrics_by_mode(model_dir, manifest):
-  """{BN mode: the metrics of every pair finished in it, in manifest order}, the paper's
-  mode first; a mode no pair has is absent."""
-  found = {}
-  for pair in manifest.get("pairs", []):
-    for mode in layout.metrics_modes(model_dir, pair["id"]):
-      metrics = _read_metrics(model_dir, pair["id"], mode)
-      if metrics is not None:
-        found.setdefault(mode, []).append(metrics)
-  return {mode: found[mode] for mode in bn_tables.mode_order(found)}
-
-
-def summary_lines(agg, used, total, title, mode=layout.DEFAULT_BN_MODE):
+def summary_lines(agg, used, total, title, mode=layout.DEFAULT_BN_MODE, align=None):
   """The plain-text summary the job prints: mean ± sd instability and stability per k; the
-  BN mode is named unless it is the paper's."""
-  of_mode = "" if mode == layout.DEFAULT_BN_MODE else f" ({bn_tables.mode_label(mode)})"
+  BN mode and the alignment are named unless they are the paper's."""
+  of_mode = ("" if (align, mode) == (None, layout.DEFAULT_BN_MODE)
+             else f" ({report_inputs.words(mode, align)})")
   lines = [f"Instability of {title}{of_mode}: {used} of {total} pairs evaluated"]
   for variant, by_split in agg.items():
     for split, by_step in by_split.items():
@@ -167,29 +134,53 @@ def _bn_mode_outputs(by_mode, others, total, title, main_variant):
 
 
 @gin.configurable("report", denylist=["model_dir", "strategy"])
-def report(model_dir, strategy, title=None):
+def report(model_dir, strategy, title=None, compare=(),
+           pair_figures=report_aligned.PAIR_FIGURES):
   """Writes the instability figures and table for the experiment in `model_dir`.
 
   Args:
     model_dir: the instability experiment's directory (holding instability.json).
     strategy: unused; every job takes one.
     title: the network / experiment named in the figure titles; the directory's name if None.
+    compare: experiment directories (relative to the working directory, or absolute) of a
+      width study: the barriers against each one's width multiplier go to
+      report/barrier_vs_width.*, `model_dir` included when it is an experiment itself (then
+      reported as usual too), else only the place the study is written.
+    pair_figures: at most this many pairs with aligned curves get a figure of their own.
 
   Returns:
     {"files": the paths written, "table": `tables.aggregate` of the pairs finished in the
-    paper's BN mode, "bn_modes": {other mode: its `tables.aggregate`}}.
+    paper's BN mode, "bn_modes": {other mode: its `tables.aggregate`}, "aligned": {method:
+    {mode: its `tables.aggregate`}}}, and with `compare`, "width_study":
+    `width_study.aggregate`.
 
   Raises:
     FileNotFoundError: if the manifest is missing (the instability job has not run).
     ValueError: if the evaluator has not finished any pair yet.
   """
   if files.exists(layout.imp_record(model_dir)):
-    return imp_report(model_dir, strategy, title)
+    return imp_report(model_dir, strategy, title, pair_figures)
   del strategy
-  manifest = load_manifest(model_dir)
+  if not compare:
+    return experiment_report(model_dir, title, pair_figures)
+  result = {"files": [], "table": {}, "bn_modes": {}, "aligned": {}}
+  directories = [files.absolute(d) for d in compare]
+  if files.exists(layout.manifest(model_dir)):
+    result = experiment_report(model_dir, title, pair_figures)
+    if files.join(model_dir) not in {files.join(d) for d in directories}:
+      directories.insert(0, model_dir)
+  title = title or os.path.basename(os.path.normpath(model_dir))
+  written, agg = width_study_report(model_dir, directories, title)
+  return dict(result, files=result["files"] + written, width_study=agg)
+
+
+def experiment_report(model_dir, title=None, pair_figures=report_aligned.PAIR_FIGURES):
+  """`report` of one instability experiment (its Args, Returns and Raises)."""
+  manifest = report_inputs.load_manifest(model_dir)
   total = len(manifest.get("pairs", []))
-  by_mode = load_metrics_by_mode(model_dir, manifest)
-  if not by_mode:
+  by_key = report_inputs.load_metrics_by_key(model_dir, manifest)
+  by_mode = {mode: metrics for (align, mode), metrics in by_key.items() if align is None}
+  if not by_key:
     raise ValueError(f"The evaluator has not finished any of the {total} pairs in {model_dir} "
                      f"(no {layout.PAIRS}/<id>/{layout.METRICS} yet): "
                      "run --job=evaluate first.")
@@ -199,35 +190,76 @@ def report(model_dir, strategy, title=None):
   others = {mode: tables.aggregate(metrics) for mode, metrics in by_mode.items()
             if mode != layout.DEFAULT_BN_MODE}
   others = {mode: table for mode, table in others.items() if table}
-  if not agg and (metrics_list or not others):
-    used = len(metrics_list) or max(len(m) for m in by_mode.values())
+  aligned = {key: tables.aggregate(metrics) for key, metrics in by_key.items()
+             if key[0] is not None}
+  aligned = {key: table for key, table in aligned.items() if table}
+  if not agg and (metrics_list or not (others or aligned)):
+    used = len(metrics_list) or max(len(m) for m in by_key.values())
     raise ValueError(f"The {used} finished pairs in {model_dir} hold no split with an "
                      f"instability: was the evaluator told to skip both train and test?")
   # Figures 2 and 3 show the paper's main experiment; with only the reset variant, show that.
-  first = agg or next(iter(others.values()))
+  first = agg or next(iter(others.values()), None) or next(iter(aligned.values()))
   main_variant = "standard" if "standard" in first else next(iter(first))
   pictures, lines = {}, []
   if agg:
     pictures.update(_paper_outputs(metrics_list, agg, total, title, main_variant))
     lines += summary_lines(agg, len(metrics_list), total, title)
-  if set(by_mode) != {layout.DEFAULT_BN_MODE} or bn_tables.has_extras(metrics_list):
+  if by_mode and (set(by_mode) != {layout.DEFAULT_BN_MODE}
+                  or bn_tables.has_extras(metrics_list)):
     pictures.update(_bn_mode_outputs(by_mode, others, total, title, main_variant))
   for mode, table in others.items():
     lines += summary_lines(table, len(by_mode[mode]), total, title, mode)
+  if aligned:
+    outputs, undrawn = report_aligned.aligned_outputs(
+        by_key, [p["id"] for p in manifest.get("pairs", [])], total, title, main_variant,
+        pair_figures)
+    pictures.update(outputs)
+    for (align, mode), table in aligned.items():
+      lines += summary_lines(table, len(by_key[align, mode]), total, title, mode, align)
+    if undrawn:
+      lines.append(f"{undrawn} more pairs with aligned curves have no figure of their own "
+                   f"(report.pair_figures = {pair_figures}); aligned.md has them all")
   written = [_write(model_dir, name, content) for name, content in pictures.items()]
   print("\n".join(lines), flush=True)
   print("Wrote:\n" + "\n".join(f"  {f}" for f in written), flush=True)
-  return {"files": written, "table": agg, "bn_modes": others}
+  by_align = {}
+  for (align, mode), table in aligned.items():
+    by_align.setdefault(align, {})[mode] = table
+  return {"files": written, "table": agg, "bn_modes": others, "aligned": by_align}
 
 
-def imp_report(model_dir, strategy, title=None):
+def width_study_report(model_dir, directories, title):
+  """Writes model_dir/report/barrier_vs_width.*; returns (the paths, `width_study.aggregate`)."""
+  studies = []
+  for directory in directories:
+    name, width, by_key = report_inputs.study_member(directory)
+    if not any(by_key.values()):
+      print(f"width study: {directory} has no finished pair yet; left out", flush=True)
+      continue
+    studies.append((name, width, by_key))
+  if not studies:
+    raise ValueError(f"None of the width study's experiments {directories} has a finished "
+                     "pair: run --job=evaluate in each first.")
+  pictures, agg, missing = report_aligned.width_outputs(studies, title)
+  if missing:
+    print(f"width study: no barrier_vs_width.png ({missing})", flush=True)
+  written = [_write(model_dir, name, content) for name, content in pictures.items()]
+  print(f"Width study of {title}: " + ", ".join(
+      f"{name} at {width_study.width_text(width)}" for name, width, _ in studies), flush=True)
+  print("Wrote:\n" + "\n".join(f"  {f}" for f in written), flush=True)
+  return written, agg
+
+
+def imp_report(model_dir, strategy, title=None, pair_figures=report_aligned.PAIR_FIGURES):
   """An IMP experiment: Table 2 and accuracy vs density, plus the instability report of each
   subnetwork experiment the evaluator has finished (DIR/instability/*)."""
+  del strategy
   title = title or os.path.basename(os.path.normpath(model_dir))
   written = []
   for sub in layout.sub_experiments(model_dir):
     try:
-      result = report(sub.directory(model_dir), strategy, title=f"{title}: {sub.name}")
+      result = experiment_report(sub.directory(model_dir), f"{title}: {sub.name}",
+                                 pair_figures)
     except ValueError as e:
       print(f"{sub.name}: no instability report yet ({e})", flush=True)
       continue
@@ -255,7 +287,7 @@ def _subnetwork_metrics(model_dir):
   by_level = {}
   for sub in layout.sub_experiments(model_dir):
     sub_dir = sub.directory(model_dir)
-    for metrics in load_metrics(sub_dir, load_manifest(sub_dir)):
+    for metrics in report_inputs.load_metrics(sub_dir, report_inputs.load_manifest(sub_dir)):
       if metrics["variant"] == "standard":  # the copies trained to T; reset is Figure 4's
         by_level.setdefault(sub.level, []).append(dict(metrics, variant=sub.variant))
   return by_level

@@ -47,6 +47,37 @@ def mode_label(mode):
   return f"BN statistics: {MODE_LABELS.get(mode, mode)}"
 
 
+# Copy B as trained, or aligned to copy A by a permutation (alignment/); a key of a curve is a
+# BN mode alone where nothing is aligned, else (align, BN mode) with align None for the naive.
+ALIGN_WORDS = {"weight_matching": "weight matching", "activation_matching": "activation matching"}
+
+
+def align_label(align):
+  """'naive' (copy B as trained), 'aligned (weight matching)', ..."""
+  return "naive" if align is None else f"aligned ({ALIGN_WORDS.get(align, align)})"
+
+
+def key_label(key):
+  """A BN mode's label (`mode_label`), or for (align, mode) 'naive, BN statistics: reset',
+  'aligned (weight matching), BN statistics: REPAIR'."""
+  if isinstance(key, str):
+    return mode_label(key)
+  align, mode = key
+  return f"{align_label(align)}, {mode_label(mode)}"
+
+
+def key_order(keys):
+  """BN modes in `mode_order`; (align, mode) keys the naive first, then each method in
+  layout.ALIGN_METHODS's order (another alphabetically), each method's modes in `mode_order`."""
+  keys = list(keys)
+  if all(isinstance(k, str) for k in keys):
+    return mode_order(keys)
+  methods = [None] + list(layout.ALIGN_METHODS)
+  modes = mode_order({mode for _, mode in keys})
+  return sorted(keys, key=lambda k: (methods.index(k[0]) if k[0] in methods else len(methods),
+                                     k[0] or "", modes.index(k[1])))
+
+
 def has_extras(metrics_list):
   """Whether any pair has an extended curve or a refined peak (evaluate.alpha_range,
   evaluate.refine_peak)."""
@@ -67,7 +98,7 @@ def _stats(values):
   return float(np.mean(values)), tables.sample_sd(values), len(values)
 
 
-def _group_stats(results):
+def group_stats(results):
   """One row's statistics over the pairs of one (mode, variant, split, k)."""
   out = {}
   for key in ("instability", "loss_barrier", "endpoint_error_mean"):
@@ -102,7 +133,7 @@ def aggregate(by_mode):
       for split in tables.split_order(groups[variant]):
         for step, members in sorted(groups[variant][split].items()):
           agg.setdefault(mode, {}).setdefault(variant, {}).setdefault(split, {})[step] = (
-              _group_stats([result for _, result in members]))
+              group_stats([result for _, result in members]))
   return agg
 
 
