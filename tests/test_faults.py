@@ -113,6 +113,48 @@ def test_summary_is_written_once_and_survives_a_kill_after_the_final_checkpoint(
   again = jobs.run(str(tmp_path))
   for key in ("train_loss", "train_accuracy", "test_accuracy", "final_step"):
     assert again[key] == first[key], key
+  assert again["wall_time_s"] >= first["wall_time_s"]  # both processes' time
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_wall_time_sums_every_process_that_trained_the_run(tmp_path, bind, monkeypatch):
+  run = str(tmp_path)
+  save = runner.Trainer._save
+
+  def save_then_die(trainer, kept):
+    save(trainer, kept)
+    if trainer.step == 30:
+      raise _Killed()  # as a kill right after the resume checkpoint at step 30
+
+  monkeypatch.setattr(runner.Trainer, "_save", save_then_die)
+  bind()
+  with pytest.raises(_Killed):
+    jobs.run(run)
+  recorded = files.read_json(layout.wall_time(run))
+  assert recorded["step"] == 30 and recorded["wall_time_s"] > 0
+  monkeypatch.undo()
+  # As if the killed process had trained for an hour: the resumed run adds its own time.
+  files.write_json_atomic(layout.wall_time(run), {"wall_time_s": 3600.0, "step": 30})
+  bind()
+  summary = jobs.run(run)
+  assert summary["final_step"] == 60
+  assert summary["wall_time_s"] > 3600.0
+  assert files.read_json(layout.summary(run))["wall_time_s"] == summary["wall_time_s"]
+
+
+def test_an_unreadable_wall_time_is_named_and_the_run_goes_on(tmp_path, bind, capsys):
+  run = str(tmp_path)
+  bind()
+  trainer, _ = _trainer(run, end_step=30)
+  trainer.train()
+  _truncate(layout.wall_time(run))
+  trainer, step = _trainer(run)
+  assert step == 30
+  assert f"{layout.wall_time(run)} cannot be read" in capsys.readouterr().out
+  assert trainer.train()["wall_time_s"] >= 0
 
 
 def test_a_damaged_result_file_is_named(tmp_path):

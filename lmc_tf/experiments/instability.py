@@ -200,11 +200,16 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   started = time.time()
 
   def finish():
-    elapsed = time.time() - started
-    print(f"Instability runs done in {elapsed:.0f} s: {len(manifest['parents'])} parent(s), "
+    # Each run's summary sums the processes that trained it (killed and resumed ones too).
+    runs = [p["run"] for p in manifest["parents"].values()] + [
+        run for _, run, _, _ in copies.values()]
+    training = sum(files.read_json(layout.summary(layout.run_dir(model_dir, run))).get(
+        "wall_time_s", 0.0) for run in runs)
+    print(f"Instability runs done in {time.time() - started:.0f} s here, "
+          f"{training:.0f} s of training in all: {len(manifest['parents'])} parent(s), "
           f"{len(copies)} copies. Next: --job=evaluate, then --job=report.", flush=True)
     return {"manifest": layout.manifest(model_dir), "pairs": len(manifest["pairs"]),
-            "wall_time_s": round(elapsed, 1)}
+            "wall_time_s": round(training, 1)}
 
   experiment = steps_lib.Experiment(experiment_steps, finish)
   return experiment if plan_only else experiment.run()

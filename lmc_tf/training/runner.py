@@ -150,6 +150,7 @@ class Trainer:
                strategy=None, data=None, hparams=None, masks=None, start_from=None,
                start_step=0, end_step=None, schedule_offset=0, keep_steps=()):
     self.model_dir = model_dir
+    self.clock = progress_lib.WallClock(layout.wall_time(model_dir), write=False)
     self.seeds = dict(init_seed=int(init_seed), data_order_seed=int(data_order_seed),
                       augmentation_seed=int(augmentation_seed))
     self.strategy = strategy or distribute.get_strategy()
@@ -164,6 +165,7 @@ class Trainer:
                                    | {self.start_step, self.end_step}))
     self.masks = masks
     self.is_chief = distribute.is_chief(self.strategy)
+    self.clock.write = self.is_chief  # the clock started first; only the chief writes
     if self.hparams.batch_size % self.strategy.num_replicas_in_sync:
       raise ValueError(f"training.batch_size={self.hparams.batch_size} is not divisible by "
                        f"the {self.strategy.num_replicas_in_sync} replicas")
@@ -219,6 +221,7 @@ class Trainer:
     """Restores this run's newest intact checkpoint, or else sets up its start; returns the
     step. A checkpoint that cannot be read is named, set aside, and the next one tried."""
     set_aside = []
+    self.clock.resume()
     for path in self._saved_checkpoints():
       try:
         checkpoints.check_readable(path)
@@ -252,6 +255,7 @@ class Trainer:
   def _save(self, kept):
     manager = self.kept if kept else self.resume
     manager.save(checkpoint_number=self.step)
+    self.clock.record(self.step)
 
   def _record_run_config(self, start):
     """Writes run_config.json: how the run is spread over devices and hosts.
@@ -375,8 +379,7 @@ class Trainer:
             tf.summary.scalar("lr", lr)
             tf.summary.scalar("density", density)
           progress.report(step, train_metrics)
-      print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s",
-            flush=True)
+      print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s", flush=True)
     elif files.exists(layout.final_train_metrics(self.model_dir)):
       train_metrics = files.read_json(layout.final_train_metrics(self.model_dir))
     writer.flush()
@@ -392,4 +395,5 @@ class Trainer:
       files.rmtree(self._write_dir)
     return {"final_step": self.step, "test_accuracy": test["accuracy"],
             "test_loss": test["loss"], "density": density,
-            **{f"train_{k}": v for k, v in train_metrics.items()}}
+            **{f"train_{k}": v for k, v in train_metrics.items()},
+            "wall_time_s": round(self.clock.record(self.step), 1)}
