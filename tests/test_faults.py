@@ -122,14 +122,7 @@ class _Killed(Exception):
 
 def test_wall_time_sums_every_process_that_trained_the_run(tmp_path, bind, monkeypatch):
   run = str(tmp_path)
-  save = runner.Trainer._save
-
-  def save_then_die(trainer, kept):
-    save(trainer, kept)
-    if trainer.step == 30:
-      raise _Killed()  # as a kill right after the resume checkpoint at step 30
-
-  monkeypatch.setattr(runner.Trainer, "_save", save_then_die)
+  _kill_after_the_resume_checkpoint(monkeypatch, 30)
   bind()
   with pytest.raises(_Killed):
     jobs.run(run)
@@ -143,6 +136,35 @@ def test_wall_time_sums_every_process_that_trained_the_run(tmp_path, bind, monke
   assert summary["final_step"] == 60
   assert summary["wall_time_s"] > 3600.0
   assert files.read_json(layout.summary(run))["wall_time_s"] == summary["wall_time_s"]
+
+
+def _kill_after_the_resume_checkpoint(monkeypatch, step):
+  save = runner.Trainer._save
+
+  def save_then_die(trainer, kept):
+    save(trainer, kept)
+    if trainer.step == step:
+      raise _Killed()  # as a kill right after the checkpoint at `step`
+
+  monkeypatch.setattr(runner.Trainer, "_save", save_then_die)
+
+
+def test_an_unreadable_resume_checkpoint_set_aside_outlives_the_end_of_the_run(
+    tmp_path, bind, monkeypatch):
+  run = str(tmp_path)
+  _kill_after_the_resume_checkpoint(monkeypatch, 30)
+  bind()
+  with pytest.raises(_Killed):
+    jobs.run(run)
+  monkeypatch.undo()
+  resume = layout.resume_dir(run)
+  for part in glob.glob(f"{resume}/ckpt-30.data-*"):
+    _truncate(part)
+  bind()
+  assert jobs.run(run)["final_step"] == 60
+  # The final checkpoint supersedes the resume ones, but not the evidence of a damaged one.
+  assert glob.glob(f"{resume}/ckpt-30.unreadable-*.index")
+  assert not glob.glob(f"{resume}/ckpt-30.index")
 
 
 def test_an_unreadable_wall_time_is_named_and_the_run_goes_on(tmp_path, bind, capsys):

@@ -384,7 +384,7 @@ class Trainer:
       train_metrics = files.read_json(layout.final_train_metrics(self.model_dir))
     writer.flush()
     # The kept final checkpoint supersedes the resume ones.
-    files.rmtree(layout.resume_dir(self._write_dir))
+    checkpoints.remove_resume_checkpoints(layout.resume_dir(self._write_dir))
     test = self.evaluator()
     if self.is_chief:
       with tf.summary.create_file_writer(
