@@ -255,6 +255,54 @@ def test_a_directory_of_another_config_is_refused_before_anything_is_written(tmp
   assert jobs.run(exp, job_override="instability")["pairs"] == 1
 
 
+def _snapshot(directory):
+  """Every file under `directory` with its bytes, to show that nothing was written."""
+  out = {}
+  for path in sorted(glob.glob(f"{directory}/**", recursive=True)):
+    if os.path.isfile(path):
+      with open(path, "rb") as f:
+        out[path] = f.read()
+  return out
+
+
+def test_an_instability_directory_of_another_grid_is_refused(tmp_path):
+  exp = str(tmp_path)
+  gin.clear_config()
+  config.parse([SMOKE], ["instability.rewind_steps = [0]"])
+  jobs.run(exp, job_override="instability")
+  before = _snapshot(exp)
+  for other, named in (("instability.rewind_steps = [0, 20]", "instability.rewind_steps"),
+                       ("instability.reset_schedule = True", "instability.reset_schedule")):
+    gin.clear_config()
+    config.parse([SMOKE], [other])
+    with pytest.raises(config.ConfigError, match=f"different config's experiment.*{named}"):
+      jobs.run(exp, job_override="instability")
+    assert _snapshot(exp) == before
+  # More pairs only grow the plan: the finished pair is kept, one more is trained.
+  gin.clear_config()
+  config.parse([SMOKE], ["instability.rewind_steps = [0]", "instability.num_pairs = 2"])
+  assert jobs.run(exp, job_override="instability")["pairs"] == 2
+  for path, data in before.items():
+    if "/runs/" in path and path.endswith("summary.json"):
+      with open(path, "rb") as f:
+        assert f.read() == data
+
+
+def test_an_imp_directory_of_another_pruning_config_is_refused(tmp_path, bind):
+  exp = str(tmp_path)
+  imp = ["experiment.job = 'imp'", "imp.levels = 1", "imp.baselines_to_run = []"]
+  bind(*imp)
+  jobs.run(exp)
+  before = _snapshot(exp)
+  for other in ("imp.pruning_fraction = 0.5", "imp.density = 0.5", "imp.init_seed = 3"):
+    bind(*imp, other)
+    with pytest.raises(config.ConfigError, match=f"{other.split(' = ')[0]}: .* there"):
+      jobs.run(exp)
+    assert _snapshot(exp) == before
+  bind(*imp[:1], "imp.levels = 2", "imp.baselines_to_run = []")  # one more level
+  assert [e["level"] for e in jobs.run(exp)["levels"]] == [0, 1, 2]
+
+
 def test_a_run_directory_is_owned_by_one_live_process(tmp_path, bind):
   run = str(tmp_path / "run")
   sleeper = subprocess.Popen(["sleep", "60"])

@@ -190,7 +190,9 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
     _move_parents(manifest, parents_dir, model_dir)
   if distribute.is_chief(strategy):
     if parents_dir is None:  # IMP's sub-experiments belong to IMP's experiment
-      common.record_experiment(model_dir, "instability")
+      common.record_experiment(model_dir, "instability", {
+          "rewind_steps": manifest["rewind_steps"], "init_seed": init_seed,
+          "reset_schedule": reset_schedule, "every_epoch": every_epoch, "mask_file": digest})
     files.write_json_atomic(layout.manifest(model_dir), manifest)
     common.write_operative_config(model_dir)
   copies = _copies(manifest)
