@@ -265,6 +265,15 @@ def _snapshot(directory):
   return out
 
 
+def test_a_differing_training_binding_is_named_under_its_own_name(tmp_path, bind):
+  bind()
+  jobs.run(str(tmp_path))
+  for job in ("train", "evaluate"):
+    bind("training.batch_size = 30")
+    with pytest.raises(config.ConfigError, match="training.batch_size: 20 there, 30 here"):
+      jobs.run(str(tmp_path), job_override=job)
+
+
 def test_an_instability_directory_of_another_grid_is_refused(tmp_path):
   exp = str(tmp_path)
   gin.clear_config()

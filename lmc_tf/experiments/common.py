@@ -35,12 +35,16 @@ def write_operative_config(directory, name=layout.OPERATIVE_CONFIG, summary_writ
   return text
 
 
+def _named(identity):
+  """{'configurable.param': value} of an identity (or of a training fingerprint alone), for
+  naming what differs: the fingerprint's bindings under their own names."""
+  if "job" not in identity:
+    return _flat(identity)
+  rest = {k: v for k, v in identity.items() if k != "training"}
+  return {**_flat(identity.get("training") or {}), **_flat(rest)}
+
+
 def _flat(value, prefix=""):
-  """{'configurable.param': value} of an identity, for naming what differs (the training
-  fingerprint's bindings under their own names)."""
-  if isinstance(value, dict) and prefix == "" and isinstance(value.get("training"), dict):
-    rest = {k: v for k, v in value.items() if k != "training"}
-    return {**_flat(value["training"]), **_flat(rest)}
   if isinstance(value, dict):
     out = {}
     for key, inner in value.items():
@@ -86,7 +90,7 @@ def record_experiment(directory, job, settings=None):
 
 
 def _refusal(directory, theirs, mine):
-  old, new = _flat(theirs), _flat(mine)
+  old, new = _named(theirs or {}), _named(mine)
   differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
   return ConfigError(
       f"{directory} already holds a different config's experiment; it differs in "
