@@ -374,8 +374,21 @@ def test_damaged_input_files_are_named(tmp_path, damage):
   with pytest.raises(ValueError, match="cifar.npz is not a readable .npz"):
     cifar10.load_from_npz(npz)
   mask = damaged("mask.npz", buffer.read_bytes())
-  with pytest.raises(ValueError, match="mask.npz' is not a readable .npz"):
+  with pytest.raises(ValueError, match="mask.npz' is not a readable .npz") as e:
     masks_lib.load(mask)
+  # Neither file is a zip archive: numpy's advice to allow pickles would mislead.
+  for path, load in ((npz, cifar10.load_from_npz), (mask, masks_lib.load)):
+    with pytest.raises(ValueError, match="not a zip archive of arrays") as e:
+      load(path)
+    assert "allow_pickle" not in str(e.value)
+
+
+def test_an_npz_of_object_arrays_is_refused_without_unpickling(tmp_path):
+  from lmc_tf.pruning import masks as masks_lib  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / "objects.npz")
+  np.savez(path, dense=np.array([{"a": 1}], dtype=object))
+  with pytest.raises(ValueError, match="objects.npz' .*holds object arrays, which are never"):
+    masks_lib.load(path)
 
 
 def test_an_empty_mask_file_is_an_error(tmp_path):
