@@ -391,6 +391,17 @@ def test_an_npz_of_object_arrays_is_refused_without_unpickling(tmp_path):
     masks_lib.load(path)
 
 
+def test_a_mask_that_keeps_no_weight_is_refused_before_training(tmp_path):
+  path = str(tmp_path / "zeros.npz")
+  np.savez(path, dense_0=np.zeros((784, 32)), dense_1=np.zeros((32, 16)),
+           dense_out=np.zeros((16, 10)))
+  gin.clear_config()
+  config.parse([SMOKE], [f"instability.mask_file = '{path}'"])
+  with pytest.raises(errors.ConfigError, match="zeros.npz' keeps no weight"):
+    jobs.run(str(tmp_path / "exp"))
+  assert not glob.glob(f"{tmp_path}/exp/*")
+
+
 def test_an_empty_mask_file_is_an_error(tmp_path):
   from lmc_tf.pruning import masks as masks_lib  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / "empty.npz")

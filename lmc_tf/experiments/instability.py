@@ -178,6 +178,14 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   if not steps:
     raise errors.ConfigError("instability.rewind_steps is empty: give at least one k")
   masks = masks_lib.load(mask_file) if mask_file else None
+  if masks is not None:
+    empty = sorted(name for name, m in masks.items() if not m.any())
+    if len(empty) == len(masks):
+      raise errors.ConfigError(f"instability.mask_file={mask_file!r} keeps no weight: "
+                               "every layer it masks is pruned away")
+    if empty:
+      print(f"warning: {mask_file} keeps no weight of layer(s) {empty}: no signal passes "
+            "them", flush=True)
   digest = masks_lib.digest(masks) if masks is not None else None
   if masks is not None:
     # A mask that does not fit the model is an error now, not after the parents trained.
