@@ -414,6 +414,9 @@ def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
   from lmc_tf.data import base  # pylint: disable=g-import-not-at-top
   with pytest.raises(FileNotFoundError, match="TFDS mnist is not prepared in"):
     base.load_tfds_arrays("mnist", str(tmp_path))
+  from lmc_tf.data import cifar10  # pylint: disable=g-import-not-at-top
+  with pytest.raises(FileNotFoundError, match="set cifar10.path=DIR"):  # its data_dir binding
+    cifar10.load(path=str(tmp_path), source="tfds")
 
 
 @pytest.mark.parametrize("binding, named", [

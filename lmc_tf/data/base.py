@@ -92,10 +92,11 @@ def prepare_tfds(name, data_dir, manual_dir, num_shards=None):
   return builder
 
 
-def load_tfds_arrays(name, data_dir, offline_prepare=None):
+def load_tfds_arrays(name, data_dir, offline_prepare=None, dir_binding=None):
   """Both splits of TFDS dataset `name` as uint8 images and int32 labels, in TFDS order.
 
-  `offline_prepare` says how to prepare the dataset without a network, if it can be."""
+  `offline_prepare` says how to prepare the dataset without a network, if it can be;
+  `dir_binding` is the binding that names the data_dir (default: `name`.data_dir)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
   arrays = {}
   for split in ("train", "test"):
@@ -108,7 +109,8 @@ def load_tfds_arrays(name, data_dir, offline_prepare=None):
           f"TFDS {name} is not prepared in {data_dir or 'TFDS default data_dir'} ({e}). "
           f"Prepare it where there is a network (`tfds build {name} --data_dir=DIR`)"
           + (f" or offline ({offline_prepare})" if offline_prepare else "")
-          + f" and set {name}.data_dir=DIR, or use {name}.source='files'") from None
+          + f" and set {dir_binding or name + '.data_dir'}=DIR, or use {name}.source='files'"
+          ) from None
     # Batches of 10k rather than batch_size=-1, which needs a known cardinality.
     parts = list(tfds.as_numpy(ds.batch(10000)))
     arrays[f"x_{split}"] = np.concatenate([x for x, _ in parts]).astype(np.uint8)

@@ -149,7 +149,7 @@ def load_from_files(path):
 
 
 def load_from_tfds(data_dir):
-  arrays = base.load_tfds_arrays("cifar10", data_dir)
+  arrays = base.load_tfds_arrays("cifar10", data_dir, dir_binding="cifar10.path")
   return checked(arrays, f"tfds cifar10 in {data_dir}")
 
 
