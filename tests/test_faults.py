@@ -430,12 +430,31 @@ def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
     ("training.steps = 'soon'", "training.steps='soon' must be an int or look like"),
     ("lr_schedule.drops = ['100ep']", "lr_schedule: warmup='0it' and drops=\\['100ep'\\]"),
     ("lr_schedule.warmup = '1000it'", "must lie within training"),
+    ("dataset.max_train_examples = 'a'", "dataset.max_train_examples='a' must be a positive"),
+    ("dataset.max_test_examples = 0", "dataset.max_test_examples=0 must be a positive"),
+    ("lenet.hidden = 'a'", "lenet.hidden='a' must be a list of layer widths"),
+    ("lenet.hidden = (32, 0)", "lenet.hidden\\[1\\]=0 must be a positive integer"),
 ])
 def test_bad_values_name_their_binding_before_training(tmp_path, bind, binding, named):
   bind(binding)
   with pytest.raises(errors.ConfigError, match=named):
     jobs.run(str(tmp_path / "run"))
   assert not _all_checkpoints(str(tmp_path / "run"))
+
+
+@pytest.mark.parametrize("binding", ["optimizer.learning_rate = float('nan')",
+                                     "training.batch_size = ("])
+def test_a_binding_that_is_not_gin_syntax_is_named(binding):
+  with pytest.raises(errors.ConfigError) as e:
+    config.parse([], TINY + [binding])
+  assert f"in --gin_bindings={binding!r}" in str(e.value)
+
+
+def test_a_model_width_of_the_wrong_type_is_named(bind):
+  from lmc_tf.models import registry  # pylint: disable=g-import-not-at-top
+  bind("resnet_cifar.width_multiplier = 'x'")
+  with pytest.raises(errors.ConfigError, match="resnet_cifar.width_multiplier='x' must be a"):
+    registry.build_model(name="resnet20", input_shape=(32, 32, 3), num_classes=10)
 
 
 @pytest.mark.parametrize("binding, named", [

@@ -9,6 +9,8 @@ from typing import Callable, Optional
 import gin
 import numpy as np
 
+from lmc_tf import errors
+
 
 @dataclasses.dataclass(frozen=True)
 class ImageDataset:
@@ -142,8 +144,9 @@ def get_dataset(name=gin.REQUIRED, max_train_examples=None, max_test_examples=No
   """Loads the dataset named in gin. The `max_*` caps take a prefix, for quick configs."""
   if name not in _LOADERS:
     raise ValueError(f"dataset.name={name!r}: unknown dataset; known: {sorted(_LOADERS)}")
+  for binding, cap in (("max_train_examples", max_train_examples),
+                       ("max_test_examples", max_test_examples)):
+    if cap is not None:
+      errors.positive_int(cap, f"dataset.{binding}")
   data = _LOADERS[name]()
-  for cap in (max_train_examples, max_test_examples):
-    if cap is not None and cap <= 0:
-      raise ValueError(f"dataset.max_*_examples must be positive, got {cap}")
   return data.with_caps(max_train_examples, max_test_examples)
