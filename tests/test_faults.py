@@ -402,6 +402,13 @@ def test_a_mask_that_keeps_no_weight_is_refused_before_training(tmp_path):
   assert not glob.glob(f"{tmp_path}/exp/*")
 
 
+def test_a_rewind_step_beyond_t_names_its_binding(tmp_path):
+  gin.clear_config()
+  config.parse([SMOKE], ["instability.rewind_steps = [0, '99ep']"])
+  with pytest.raises(errors.ConfigError, match=r"instability.rewind_steps: steps \[2970\]"):
+    jobs.run(str(tmp_path))
+
+
 def test_an_empty_mask_file_is_an_error(tmp_path):
   from lmc_tf.pruning import masks as masks_lib  # pylint: disable=g-import-not-at-top
   path = str(tmp_path / "empty.npz")
@@ -434,6 +441,8 @@ def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
     ("dataset.max_test_examples = 0", "dataset.max_test_examples=0 must be a positive"),
     ("lenet.hidden = 'a'", "lenet.hidden='a' must be a list of layer widths"),
     ("lenet.hidden = (32, 0)", "lenet.hidden\\[1\\]=0 must be a positive integer"),
+    ("optimizer.learning_rate = 1e999", "optimizer.learning_rate=inf must be a number in"),
+    ("lr_schedule.warmup = '100ep'", "T=60 steps\\); the warmup \\(3000\\) ends beyond it"),
 ])
 def test_bad_values_name_their_binding_before_training(tmp_path, bind, binding, named):
   bind(binding)

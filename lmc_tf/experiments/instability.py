@@ -54,7 +54,8 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
   rewind_steps = sorted(set(rewind_steps))
   late = [k for k in rewind_steps if not 0 <= k <= total_steps]
   if late:
-    raise ValueError(f"rewind steps {late} lie outside [0, T={total_steps}]")
+    raise errors.ConfigError(f"instability.rewind_steps: steps {late} lie outside "
+                             f"[0, T={total_steps}]")
   parents, pairs = {}, []
   for i in range(num_inits):
     seed = init_seed + i
