@@ -441,6 +441,8 @@ def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
     ("dataset.max_test_examples = 0", "dataset.max_test_examples=0 must be a positive"),
     ("lenet.hidden = 'a'", "lenet.hidden='a' must be a list of layer widths"),
     ("lenet.hidden = (32, 0)", "lenet.hidden\\[1\\]=0 must be a positive integer"),
+    ("training.checkpoint_every = 0", "training.checkpoint_every=0 must be positive"),
+    ("training.log_every = '0ep'", "training.log_every='0ep' must be positive"),
     ("optimizer.learning_rate = 1e999", "optimizer.learning_rate=inf must be a number in"),
     ("lr_schedule.warmup = '100ep'", "T=60 steps\\); the warmup \\(3000\\) ends beyond it"),
 ])

@@ -105,9 +105,9 @@ class Schedule:
                                "or False")
     per_epoch = pipeline.steps_per_epoch(num_train, hparams.batch_size)
     parse = lambda s, name: schedules.parse_steps(s, per_epoch, f"training.{name}")  # noqa: E731
-    total = parse(hparams.steps, "steps")
-    if total <= 0:
-      raise errors.ConfigError(f"training.steps={hparams.steps!r} must be positive")
+    total, every, log_every = (
+        schedules.positive_steps(getattr(hparams, name), per_epoch, f"training.{name}")
+        for name in ("steps", "checkpoint_every", "log_every"))
     if isinstance(hparams.checkpoint_steps, (str, int)):
       raise errors.ConfigError(f"training.checkpoint_steps={hparams.checkpoint_steps!r} must "
                                "be a list of step counts")
@@ -115,10 +115,6 @@ class Schedule:
     late = [s for s in kept if s > total]
     if late:
       raise ValueError(f"training.checkpoint_steps {late} lie beyond training.steps={total}")
-    every = parse(hparams.checkpoint_every, "checkpoint_every")
-    log_every = parse(hparams.log_every, "log_every")
-    if every <= 0 or log_every <= 0:
-      raise errors.ConfigError("training.checkpoint_every and log_every must be > 0")
     return cls(per_epoch, total, kept, every, log_every)
 
 

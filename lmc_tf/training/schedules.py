@@ -37,6 +37,14 @@ def parse_steps(value, steps_per_epoch, name="step count"):
   return steps
 
 
+def positive_steps(value, steps_per_epoch, name):
+  """parse_steps, for a count that must be at least one step."""
+  steps = parse_steps(value, steps_per_epoch, name)
+  if steps <= 0:
+    raise ConfigError(f"{name}={value!r} must be positive (at least one step)")
+  return steps
+
+
 class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
   """Warmup, step drops and linear decay, as a function of the global step."""
 
