@@ -6,8 +6,10 @@ configurable has been built.
 
 import logging as std_logging
 import os
+import tokenize
 
 import gin
+from gin import config_parser
 
 from lmc_tf.errors import ConfigError  # noqa: F401  (config.ConfigError, for callers)
 
@@ -51,8 +53,20 @@ def parse(gin_files=(), gin_bindings=(), search_paths=()):
   try:
     gin.parse_config_files_and_bindings(list(gin_files), list(gin_bindings),
                                         finalize_config=True)
-  except (ValueError, KeyError, TypeError, SyntaxError) as e:
-    raise ConfigError(f"bad gin config: {e}") from None
+  except (ValueError, KeyError, TypeError, SyntaxError, tokenize.TokenError) as e:
+    unreadable = _unreadable_binding(gin_bindings)
+    where = f" (in --gin_bindings={unreadable!r})" if unreadable else ""
+    raise ConfigError(f"bad gin config{where}: {e}") from None
+
+
+def _unreadable_binding(gin_bindings):
+  """The first binding that is not even gin syntax, for naming it (gin's error does not)."""
+  for binding in gin_bindings:
+    try:
+      list(config_parser.ConfigParser(binding, gin.config.ParserDelegate(skip_unknown=True)))
+    except (ValueError, SyntaxError, tokenize.TokenError):
+      return binding
+  return None
 
 
 def _findable(path, search_paths):

@@ -37,4 +37,5 @@ def number_in(value, name, low, high, low_open=False, high_open=False):
 
 
 def positive_number(value, name):
-  return number_in(value, name, 0, float("inf"), low_open=True)
+  """A finite number > 0 (an infinite learning rate or width is no setting)."""
+  return number_in(value, name, 0, float("inf"), low_open=True, high_open=True)

@@ -5,13 +5,16 @@ temp file beside its path and renamed over it. Everything here goes through `tf.
 the same code serves a laptop's disk and a TPU pod's bucket.
 """
 
+import io
 import json
 import os
 import posixpath
 import socket
 import time
 import uuid
+import zipfile
 
+import numpy as np
 import tensorflow as tf
 
 from lmc_tf.errors import ConfigError
@@ -113,6 +116,32 @@ def read_json(path):
     return json.loads(text)
   except ValueError as e:
     raise UnreadableFileError(f"{path} is not valid JSON ({e}): the file is damaged") from None
+
+
+def npz_arrays(data):
+  """{name: array} of the .npz whose bytes are `data`; a ValueError saying why if it is not
+  one: not a zip archive (truncated, or another kind of file), or one holding object arrays
+  (which would be unpickled: never done)."""
+  buffer = io.BytesIO(data)
+  if not zipfile.is_zipfile(buffer):
+    raise ValueError("not a zip archive of arrays: truncated, or another kind of file")
+  try:
+    with zipfile.ZipFile(buffer) as archive:
+      if not archive.namelist():
+        return {}  # np.savez() of no arrays, which np.load takes for a pickle
+    buffer.seek(0)
+    with np.load(buffer, allow_pickle=False) as npz:
+      return {name: npz[name] for name in npz.files}
+  except ValueError as e:
+    if "allow_pickle" in str(e):
+      raise ValueError("it holds object arrays, which are never unpickled") from None
+    raise ValueError(_first_line(e)) from None
+  except (OSError, EOFError, zipfile.BadZipFile) as e:  # a damaged member
+    raise ValueError(_first_line(e)) from None
+
+
+def _first_line(error):
+  return (str(error).splitlines() or [type(error).__name__])[0][:120]
 
 
 def rename(source, target):

@@ -8,6 +8,7 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
     checkpoints/resume/ckpt-<step> the newest periodic checkpoint
     events/{train,eval}/           TensorBoard
     operative_config.gin  run_config.json  final_train_metrics.json  lock.json (while training)
+    wall_time.json                 training time so far, over every process (with each checkpoint)
     summary.json                   written last, once: the run is finished
   <experiment>/                    (a train job's run directory too)
     experiment.json                the job and the training config that own the directory
@@ -40,6 +41,7 @@ OPERATIVE_CONFIG = "operative_config.gin"
 EVALUATE_OPERATIVE_CONFIG = "evaluate_operative_config.gin"
 RUN_CONFIG = "run_config.json"
 FINAL_TRAIN_METRICS = "final_train_metrics.json"
+WALL_TIME = "wall_time.json"
 LOCK = "lock.json"
 CHECKPOINTS = "checkpoints"
 RESUME = "resume"
@@ -75,6 +77,11 @@ def run_config(run_dir):
 def final_train_metrics(run_dir):
   """The train loss and accuracy of the last loop, kept for a run resumed at its end."""
   return files.join(run_dir, FINAL_TRAIN_METRICS)
+
+
+def wall_time(run_dir):
+  """The run's training wall time so far, summed over the processes that worked on it."""
+  return files.join(run_dir, WALL_TIME)
 
 
 def lock(run_dir):

@@ -172,3 +172,13 @@ def imagenet_sample(tmp_path_factory):
   imagenet.prepare(str(root / "data"), manual, num_shards=4)
   return str(root / "data")
 
+
+
+@pytest.fixture(scope="session")
+def tfds_mnist(tmp_path_factory):
+  """A TFDS data_dir holding the real `mnist` (60,000 + 10,000 examples), prepared once per
+  pytest worker, offline, by TFDS's own builder from the bundled official .gz files."""
+  from lmc_tf.data import mnist  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("tfds_mnist")
+  mnist.prepare_tfds(str(root))
+  return str(root)

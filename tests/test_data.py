@@ -1,5 +1,6 @@
 import dataclasses
 import gzip
+import hashlib
 import os
 
 import numpy as np
@@ -57,6 +58,32 @@ def test_tfds_is_a_second_source():
   with tfds.testing.mock_data(num_examples=12):
     data = mnist.load(source="tfds")
   assert data.x_train.shape == (12, 28, 28, 1) and data.y_train.dtype == np.int32
+
+
+def _examples(images, labels):
+  """The multiset of (image, label) examples, as sorted hashes: independent of order."""
+  return sorted(hashlib.sha256(x.tobytes() + int(y).to_bytes(1, "little")).hexdigest()
+                for x, y in zip(images, labels))
+
+
+@pytest.mark.slow  # TFDS's builder encodes 70,000 PNGs (about 12 s), and reading decodes them
+def test_a_prepared_tfds_mnist_holds_the_official_examples(tfds_mnist):
+  tfds_data = mnist.load(source="tfds", data_dir=tfds_mnist, standardize=False)
+  files_data = mnist.load(source="files", standardize=False)
+  for split, count in (("train", 60000), ("test", 10000)):
+    images, labels = getattr(tfds_data, f"x_{split}"), getattr(tfds_data, f"y_{split}")
+    assert images.shape == (count, 28, 28, 1) and images.dtype == np.uint8
+    assert labels.dtype == np.int32
+    expected = getattr(files_data, f"x_{split}"), getattr(files_data, f"y_{split}")
+    np.testing.assert_array_equal(np.bincount(labels), np.bincount(expected[1]))
+    assert _examples(images, labels) == _examples(*expected)
+
+
+def test_preparing_tfds_mnist_names_a_missing_file(tmp_path):
+  with pytest.raises(FileNotFoundError, match="Missing: .*t10k-labels-idx1-ubyte.gz"):
+    mnist.prepare_tfds(str(tmp_path / "tfds"), files_dir=str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="mnist.prepare_tfds"):
+    mnist.load(source="tfds", data_dir=str(tmp_path / "tfds"))
 
 
 def test_same_seeds_give_the_same_batches(small):

@@ -1,5 +1,7 @@
 """Faults injected where results could be lost or poisoned: non-finite weights, truncated
-checkpoints and result files, reruns of finished runs."""
+checkpoints and result files, kills and reruns (and the wall time across them), two processes
+on one directory, a directory of another config's experiment. Bad inputs named before
+training are in test_bad_inputs.py."""
 
 import glob
 import os
@@ -113,6 +115,70 @@ def test_summary_is_written_once_and_survives_a_kill_after_the_final_checkpoint(
   again = jobs.run(str(tmp_path))
   for key in ("train_loss", "train_accuracy", "test_accuracy", "final_step"):
     assert again[key] == first[key], key
+  assert again["wall_time_s"] >= first["wall_time_s"]  # both processes' time
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_wall_time_sums_every_process_that_trained_the_run(tmp_path, bind, monkeypatch):
+  run = str(tmp_path)
+  _kill_after_the_resume_checkpoint(monkeypatch, 30)
+  bind()
+  with pytest.raises(_Killed):
+    jobs.run(run)
+  recorded = files.read_json(layout.wall_time(run))
+  assert recorded["step"] == 30 and recorded["wall_time_s"] > 0
+  monkeypatch.undo()
+  # As if the killed process had trained for an hour: the resumed run adds its own time.
+  files.write_json_atomic(layout.wall_time(run), {"wall_time_s": 3600.0, "step": 30})
+  bind()
+  summary = jobs.run(run)
+  assert summary["final_step"] == 60
+  assert summary["wall_time_s"] > 3600.0
+  assert files.read_json(layout.summary(run))["wall_time_s"] == summary["wall_time_s"]
+
+
+def _kill_after_the_resume_checkpoint(monkeypatch, step):
+  save = runner.Trainer._save
+
+  def save_then_die(trainer, kept):
+    save(trainer, kept)
+    if trainer.step == step:
+      raise _Killed()  # as a kill right after the checkpoint at `step`
+
+  monkeypatch.setattr(runner.Trainer, "_save", save_then_die)
+
+
+def test_an_unreadable_resume_checkpoint_set_aside_outlives_the_end_of_the_run(
+    tmp_path, bind, monkeypatch):
+  run = str(tmp_path)
+  _kill_after_the_resume_checkpoint(monkeypatch, 30)
+  bind()
+  with pytest.raises(_Killed):
+    jobs.run(run)
+  monkeypatch.undo()
+  resume = layout.resume_dir(run)
+  for part in glob.glob(f"{resume}/ckpt-30.data-*"):
+    _truncate(part)
+  bind()
+  assert jobs.run(run)["final_step"] == 60
+  # The final checkpoint supersedes the resume ones, but not the evidence of a damaged one.
+  assert glob.glob(f"{resume}/ckpt-30.unreadable-*.index")
+  assert not glob.glob(f"{resume}/ckpt-30.index")
+
+
+def test_an_unreadable_wall_time_is_named_and_the_run_goes_on(tmp_path, bind, capsys):
+  run = str(tmp_path)
+  bind()
+  trainer, _ = _trainer(run, end_step=30)
+  trainer.train()
+  _truncate(layout.wall_time(run))
+  trainer, step = _trainer(run)
+  assert step == 30
+  assert f"{layout.wall_time(run)} cannot be read" in capsys.readouterr().out
+  assert trainer.train()["wall_time_s"] >= 0
 
 
 def test_a_damaged_result_file_is_named(tmp_path):
@@ -191,6 +257,63 @@ def test_a_directory_of_another_config_is_refused_before_anything_is_written(tmp
   assert jobs.run(exp, job_override="instability")["pairs"] == 1
 
 
+def _snapshot(directory):
+  """Every file under `directory` with its bytes, to show that nothing was written."""
+  out = {}
+  for path in sorted(glob.glob(f"{directory}/**", recursive=True)):
+    if os.path.isfile(path):
+      with open(path, "rb") as f:
+        out[path] = f.read()
+  return out
+
+
+def test_a_differing_training_binding_is_named_under_its_own_name(tmp_path, bind):
+  bind()
+  jobs.run(str(tmp_path))
+  for job in ("train", "evaluate"):
+    bind("training.batch_size = 30")
+    with pytest.raises(config.ConfigError, match="training.batch_size: 20 there, 30 here"):
+      jobs.run(str(tmp_path), job_override=job)
+
+
+def test_an_instability_directory_of_another_grid_is_refused(tmp_path):
+  exp = str(tmp_path)
+  gin.clear_config()
+  config.parse([SMOKE], ["instability.rewind_steps = [0]"])
+  jobs.run(exp, job_override="instability")
+  before = _snapshot(exp)
+  for other, named in (("instability.rewind_steps = [0, 20]", "instability.rewind_steps"),
+                       ("instability.reset_schedule = True", "instability.reset_schedule")):
+    gin.clear_config()
+    config.parse([SMOKE], [other])
+    with pytest.raises(config.ConfigError, match=f"different config's experiment.*{named}"):
+      jobs.run(exp, job_override="instability")
+    assert _snapshot(exp) == before
+  # More pairs only grow the plan: the finished pair is kept, one more is trained.
+  gin.clear_config()
+  config.parse([SMOKE], ["instability.rewind_steps = [0]", "instability.num_pairs = 2"])
+  assert jobs.run(exp, job_override="instability")["pairs"] == 2
+  for path, data in before.items():
+    if "/runs/" in path and path.endswith("summary.json"):
+      with open(path, "rb") as f:
+        assert f.read() == data
+
+
+def test_an_imp_directory_of_another_pruning_config_is_refused(tmp_path, bind):
+  exp = str(tmp_path)
+  imp = ["experiment.job = 'imp'", "imp.levels = 1", "imp.baselines_to_run = []"]
+  bind(*imp)
+  jobs.run(exp)
+  before = _snapshot(exp)
+  for other in ("imp.pruning_fraction = 0.5", "imp.density = 0.5", "imp.init_seed = 3"):
+    bind(*imp, other)
+    with pytest.raises(config.ConfigError, match=f"{other.split(' = ')[0]}: .* there"):
+      jobs.run(exp)
+    assert _snapshot(exp) == before
+  bind(*imp[:1], "imp.levels = 2", "imp.baselines_to_run = []")  # one more level
+  assert [e["level"] for e in jobs.run(exp)["levels"]] == [0, 1, 2]
+
+
 def test_a_run_directory_is_owned_by_one_live_process(tmp_path, bind):
   run = str(tmp_path / "run")
   sleeper = subprocess.Popen(["sleep", "60"])
@@ -228,91 +351,3 @@ def test_two_trainers_started_together_on_one_directory(tmp_path):
   assert layout.is_finished(run) and not os.path.exists(layout.lock(run))
   for path in _all_checkpoints(run):
     checkpoints.check_readable(path)
-
-
-@pytest.mark.parametrize("damage", ["truncated", "text"])
-def test_damaged_input_files_are_named(tmp_path, damage):
-  from lmc_tf.data import cifar10  # pylint: disable=g-import-not-at-top
-  from lmc_tf.data import mnist  # pylint: disable=g-import-not-at-top
-  from lmc_tf.pruning import masks as masks_lib  # pylint: disable=g-import-not-at-top
-
-  def damaged(name, data):
-    path = str(tmp_path / name)
-    with open(path, "wb") as f:
-      f.write(data[:len(data) // 2] if damage == "truncated" else b"not this at all\n")
-    return path
-
-  with open(os.path.join(mnist.BUNDLED_DIR, mnist.FILES["y_test"]), "rb") as f:
-    gz = damaged("labels.gz", f.read())
-  with pytest.raises(ValueError, match="labels.gz is not a readable gzip file"):
-    mnist.read_idx(gz)
-  buffer = tmp_path / "whole.npz"
-  np.savez(buffer, x_train=np.zeros((4, 32, 32, 3), np.uint8), y_train=np.zeros(4, np.int64),
-           x_test=np.zeros((2, 32, 32, 3), np.uint8), y_test=np.zeros(2, np.int64))
-  npz = damaged("cifar.npz", buffer.read_bytes())
-  with pytest.raises(ValueError, match="cifar.npz is not a readable .npz"):
-    cifar10.load_from_npz(npz)
-  mask = damaged("mask.npz", buffer.read_bytes())
-  with pytest.raises(ValueError, match="mask.npz' is not a readable .npz"):
-    masks_lib.load(mask)
-
-
-def test_an_empty_mask_file_is_an_error(tmp_path):
-  from lmc_tf.pruning import masks as masks_lib  # pylint: disable=g-import-not-at-top
-  path = str(tmp_path / "empty.npz")
-  np.savez(path)
-  with pytest.raises(ValueError, match="holds no masks"):
-    masks_lib.load(path)
-
-
-def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
-  from lmc_tf.data import base  # pylint: disable=g-import-not-at-top
-  with pytest.raises(FileNotFoundError, match="TFDS mnist is not prepared in"):
-    base.load_tfds_arrays("mnist", str(tmp_path))
-
-
-@pytest.mark.parametrize("binding, named", [
-    ("training.batch_size = 'abc'", "training.batch_size='abc' must be a positive integer"),
-    ("training.batch_size = 0", "training.batch_size=0 must be a positive integer"),
-    ("training.batch_size = 60.5", "training.batch_size=60.5 must be a positive integer"),
-    ("training.batch_size = -60", "training.batch_size=-60 must be a positive integer"),
-    ("optimizer.learning_rate = 'abc'", "optimizer.learning_rate='abc' must be a number"),
-    ("training.steps_per_loop = 'x'", "training.steps_per_loop='x' must be a positive"),
-    ("train.init_seed = 'a'", "train.init_seed='a' must be an integer"),
-    ("training.steps = 'soon'", "training.steps='soon' must be an int or look like"),
-    ("lr_schedule.drops = ['100ep']", "lr_schedule: warmup='0it' and drops=\\['100ep'\\]"),
-    ("lr_schedule.warmup = '1000it'", "must lie within training"),
-])
-def test_bad_values_name_their_binding_before_training(tmp_path, bind, binding, named):
-  bind(binding)
-  with pytest.raises(errors.ConfigError, match=named):
-    jobs.run(str(tmp_path / "run"))
-  assert not _all_checkpoints(str(tmp_path / "run"))
-
-
-@pytest.mark.parametrize("binding, named", [
-    ("imp.levels = -1", "imp.levels=-1 must be an integer >= 0"),
-    ("imp.density = 1e-6", "leaves no weight of the"),
-    ("imp.levels = 80", "80 levels of imp.pruning_fraction=0.2 leaves no weight"),
-])
-def test_imp_nonsense_is_refused_before_training(tmp_path, bind, binding, named):
-  bind("experiment.job = 'imp'", binding)
-  with pytest.raises(errors.ConfigError, match=named):
-    jobs.run(str(tmp_path / "exp"))
-  assert not glob.glob(f"{tmp_path}/exp/runs/*")
-
-
-def test_a_model_dir_that_is_a_file_is_refused(tmp_path, bind):
-  path = tmp_path / "taken"
-  path.write_text("a file")
-  bind()
-  with pytest.raises(errors.ConfigError, match="--model_dir .*taken is a file"):
-    jobs.run(str(path))
-
-
-def test_a_refused_value_does_not_claim_the_directory(tmp_path, bind):
-  bind("training.batch_size = 'abc'")
-  with pytest.raises(errors.ConfigError):
-    jobs.run(str(tmp_path))
-  bind()  # the corrected config trains in the same directory
-  assert jobs.run(str(tmp_path))["final_step"] == 60

@@ -1,10 +1,15 @@
 """The in-memory dataset every loader returns, and the gin-selected `dataset` factory."""
 
 import dataclasses
+import importlib
+import sys
+import tempfile
 from typing import Callable, Optional
 
 import gin
 import numpy as np
+
+from lmc_tf import errors
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,8 +73,33 @@ class ImageDataset:
     return pipeline.eval_dataset(images, labels, self, batch_size, input_context)[0]
 
 
-def load_tfds_arrays(name, data_dir):
-  """Both splits of TFDS dataset `name` as uint8 images and int32 labels, in TFDS order."""
+def prepare_tfds(name, data_dir, manual_dir, num_shards=None):
+  """Prepares TFDS dataset `name` in `data_dir` with TFDS's own builder, offline, from the
+  files in `manual_dir` (TFDS takes a file there whose name and checksum it has registered
+  for a URL as already downloaded); returns the builder. `num_shards` overrides TFDS's
+  choice of file count."""
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
+  try:
+    importlib.import_module("importlib_resources")
+  except ModuleNotFoundError:
+    # tfds imports the importlib_resources backport when preparing (dataset_builder.code_path)
+    # without declaring it; on Python >= 3.11 the standard library's module has what it uses.
+    importlib.import_module("importlib.resources.abc")
+    sys.modules["importlib_resources"] = importlib.import_module("importlib.resources")
+  builder = tfds.builder(name, data_dir=data_dir)
+  # The extracted downloads are needed only while preparing: a temporary directory holds them.
+  with tempfile.TemporaryDirectory(prefix=f"tfds-{name}-") as download_dir:
+    builder.download_and_prepare(download_dir=download_dir,
+                                 download_config=tfds.download.DownloadConfig(
+                                     manual_dir=manual_dir, num_shards=num_shards))
+  return builder
+
+
+def load_tfds_arrays(name, data_dir, offline_prepare=None, dir_binding=None):
+  """Both splits of TFDS dataset `name` as uint8 images and int32 labels, in TFDS order.
+
+  `offline_prepare` says how to prepare the dataset without a network, if it can be;
+  `dir_binding` is the binding that names the data_dir (default: `name`.data_dir)."""
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
   arrays = {}
   for split in ("train", "test"):
@@ -80,8 +110,10 @@ def load_tfds_arrays(name, data_dir):
     except AssertionError as e:  # TFDS's "could not find data in ..."
       raise FileNotFoundError(
           f"TFDS {name} is not prepared in {data_dir or 'TFDS default data_dir'} ({e}). "
-          f"Prepare it where there is a network (`tfds build {name} --data_dir=DIR`) and "
-          f"set {name}.data_dir=DIR, or use {name}.source='files'") from None
+          f"Prepare it where there is a network (`tfds build {name} --data_dir=DIR`)"
+          + (f" or offline ({offline_prepare})" if offline_prepare else "")
+          + f" and set {dir_binding or name + '.data_dir'}=DIR, or use {name}.source='files'"
+          ) from None
     # Batches of 10k rather than batch_size=-1, which needs a known cardinality.
     parts = list(tfds.as_numpy(ds.batch(10000)))
     arrays[f"x_{split}"] = np.concatenate([x for x, _ in parts]).astype(np.uint8)
@@ -113,8 +145,9 @@ def get_dataset(name=gin.REQUIRED, max_train_examples=None, max_test_examples=No
   """Loads the dataset named in gin. The `max_*` caps take a prefix, for quick configs."""
   if name not in _LOADERS:
     raise ValueError(f"dataset.name={name!r}: unknown dataset; known: {sorted(_LOADERS)}")
+  for binding, cap in (("max_train_examples", max_train_examples),
+                       ("max_test_examples", max_test_examples)):
+    if cap is not None:
+      errors.positive_int(cap, f"dataset.{binding}")
   data = _LOADERS[name]()
-  for cap in (max_train_examples, max_test_examples):
-    if cap is not None and cap <= 0:
-      raise ValueError(f"dataset.max_*_examples must be positive, got {cap}")
   return data.with_caps(max_train_examples, max_test_examples)

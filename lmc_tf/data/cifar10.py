@@ -8,12 +8,12 @@ function of its augmentation seed and the example's place in the run.
 import functools
 import os
 import pickle
-import zipfile
 
 import gin
 import numpy as np
 import tensorflow as tf
 
+from lmc_tf import files
 from lmc_tf import hashing
 from lmc_tf.data import base
 
@@ -127,12 +127,12 @@ def load_from_batches(directory):
 
 
 def load_from_npz(path):
+  with open(path, "rb") as f:
+    data = f.read()
   try:
-    with np.load(path, allow_pickle=False) as f:
-      raw = {k: f[k] for k in NPZ_KEYS if k in f.files}
-  except (OSError, EOFError, zipfile.BadZipFile, ValueError) as e:  # not a zip, truncated
-    raise ValueError(f"{path} is not a readable .npz ({str(e).splitlines()[0][:120]}). "
-                     + _layout_message(path)) from None
+    raw = {k: v for k, v in files.npz_arrays(data).items() if k in NPZ_KEYS}
+  except ValueError as e:
+    raise ValueError(f"{path} is not a readable .npz ({e}). " + _layout_message(path)) from None
   missing = [k for k in NPZ_KEYS if k not in raw]
   if missing:
     raise ValueError(f"{path} lacks {missing}. " + _layout_message(path))
@@ -149,7 +149,7 @@ def load_from_files(path):
 
 
 def load_from_tfds(data_dir):
-  arrays = base.load_tfds_arrays("cifar10", data_dir)
+  arrays = base.load_tfds_arrays("cifar10", data_dir, dir_binding="cifar10.path")
   return checked(arrays, f"tfds cifar10 in {data_dir}")
 
 

@@ -27,9 +27,7 @@ tend to share windows from one epoch to the next (their order within a window do
 """
 
 import dataclasses
-import importlib
 import os
-import sys
 from typing import Any
 
 import gin
@@ -69,21 +67,10 @@ def _missing_message(data_dir, manual_dir):
 def prepare(data_dir, manual_dir, num_shards=None):
   """Prepares imagenet2012 in `data_dir` from the two official tars in `manual_dir`; returns
   the builder. `num_shards` overrides TFDS's choice of file count (tests use several)."""
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
   missing = [f for f in MANUAL_FILES if not os.path.isfile(os.path.join(manual_dir, f))]
   if missing:
     raise FileNotFoundError(_missing_message(data_dir, manual_dir))
-  try:
-    importlib.import_module("importlib_resources")
-  except ModuleNotFoundError:
-    # tfds imports the importlib_resources backport when preparing (dataset_builder.code_path)
-    # without declaring it; on Python >= 3.11 the standard library's module has what it uses.
-    importlib.import_module("importlib.resources.abc")
-    sys.modules["importlib_resources"] = importlib.import_module("importlib.resources")
-  builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
-  builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
-      manual_dir=manual_dir, num_shards=num_shards))
-  return builder
+  return base.prepare_tfds(TFDS_NAME, data_dir, manual_dir, num_shards=num_shards)
 
 
 def _crop_window(shape, fraction, square):

@@ -53,6 +53,20 @@ def load_from_files(data_dir):
           for k, v in arrays.items()}
 
 
+def prepare_tfds(data_dir, files_dir=None):
+  """Prepares TFDS `mnist` in `data_dir` from the four official `.gz` files in `files_dir`
+  (None: the bundled copy), offline: they have the names and checksums TFDS registers for
+  its download URLs. Returns the builder; then mnist.source='tfds', mnist.data_dir=data_dir.
+
+    python -c "from lmc_tf.data import mnist; mnist.prepare_tfds('data/tfds')"
+  """
+  files_dir = files_dir or BUNDLED_DIR
+  missing = [f for f in FILES.values() if not os.path.exists(os.path.join(files_dir, f))]
+  if missing:
+    raise FileNotFoundError(_layout_message(files_dir) + f" Missing: {', '.join(missing)}")
+  return base.prepare_tfds("mnist", data_dir, files_dir)
+
+
 @base.register("mnist")
 @gin.configurable("mnist")
 def load(data_dir=None, source="files", standardize=True):
@@ -66,6 +80,8 @@ def load(data_dir=None, source="files", standardize=True):
       paper's reference code (open_lth) does.
   """
   arrays = base.load_arrays("mnist", source, lambda: load_from_files(data_dir or BUNDLED_DIR),
-                            lambda: base.load_tfds_arrays("mnist", data_dir))
+                            lambda: base.load_tfds_arrays(
+                                "mnist", data_dir, "lmc_tf.data.mnist.prepare_tfds(DIR) "
+                                "does it from the bundled files"))
   stats = dict(mean=np.float32([0.1307]), std=np.float32([0.3081])) if standardize else {}
   return base.ImageDataset(name="mnist", num_classes=10, **stats, **arrays)

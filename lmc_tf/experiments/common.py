@@ -35,12 +35,16 @@ def write_operative_config(directory, name=layout.OPERATIVE_CONFIG, summary_writ
   return text
 
 
+def _named(identity):
+  """{'configurable.param': value} of an identity (or of a training fingerprint alone), for
+  naming what differs: the fingerprint's bindings under their own names."""
+  if "job" not in identity:
+    return _flat(identity)
+  rest = {k: v for k, v in identity.items() if k != "training"}
+  return {**_flat(identity.get("training") or {}), **_flat(rest)}
+
+
 def _flat(value, prefix=""):
-  """{'configurable.param': value} of an identity, for naming what differs (the training
-  fingerprint's bindings under their own names)."""
-  if isinstance(value, dict) and prefix == "" and isinstance(value.get("training"), dict):
-    rest = {k: v for k, v in value.items() if k != "training"}
-    return {**_flat(value["training"]), **_flat(rest)}
   if isinstance(value, dict):
     out = {}
     for key, inner in value.items():
@@ -49,26 +53,56 @@ def _flat(value, prefix=""):
   return {prefix: value}
 
 
+def _as_json(value):
+  """`value` as JSON reads it back: tuples become lists, other values their repr."""
+  return json.loads(json.dumps(value, sort_keys=True, default=repr))
+
+
 def experiment_identity(job):
   """What makes a directory's experiment itself: the job, the training fingerprint and, for
   a single run, its seeds. Logging, XLA and loop length are not part of it."""
   identity = {"job": job, "training": layout.training_fingerprint()}
   if job == "train":
     identity["seeds"] = gin.get_bindings("train")
-  # As JSON reads it back: tuples become lists, other values their repr.
-  return json.loads(json.dumps(identity, sort_keys=True, default=repr))
+  return _as_json(identity)
 
 
-def record_experiment(directory, job):
+def record_experiment(directory, job, settings=None):
   """Writes experiment.json, which claims `directory` for this job and training config; a
-  job calls it once its values are checked, before it writes anything else."""
-  if not files.exists(layout.experiment_record(directory)):
-    files.write_json_atomic(layout.experiment_record(directory), experiment_identity(job))
+  job calls it once its values are checked, before it writes anything else.
+
+  `settings` are the job's own values that change what its runs compute (resolved: '2ep' and
+  its step count are one value). Values that only size the experiment (how many inits, pairs,
+  levels) are left out: changing them grows or shrinks the plan and keeps every finished run.
+  A directory claimed with other settings is refused, naming them (check_directory has
+  compared the rest); one claimed before settings were recorded is taken as it is.
+  """
+  path = layout.experiment_record(directory)
+  mine = experiment_identity(job)
+  if settings is not None:
+    mine[job] = _as_json(settings)
+  if not files.exists(path):
+    files.write_json_atomic(path, mine)
+    return
+  theirs = files.read_json(path)
+  if settings is not None and job in theirs and theirs[job] != mine[job]:
+    raise _refusal(directory, {job: theirs[job]}, {job: mine[job]})
+
+
+def _refusal(directory, theirs, mine):
+  old, new = _named(theirs or {}), _named(mine)
+  differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+  return ConfigError(
+      f"{directory} already holds a different config's experiment; it differs in "
+      + "; ".join(f"{k}: {old.get(k, '(unset)')!r} there, {new.get(k, '(unset)')!r} here"
+                  for k in differ[:8])
+      + ". Use a fresh --model_dir.")
 
 
 def check_directory(directory, job):
   """Refuses `directory` if it holds another config's experiment, naming the bindings that
-  differ, before anything is written into it.
+  differ, before anything is written into it (the job's own settings are compared when it
+  claims the directory: record_experiment).
 
   The evaluate job reads an experiment: only the training config has to match.
   """
@@ -77,17 +111,11 @@ def check_directory(directory, job):
     return
   mine = experiment_identity(job)
   theirs = files.read_json(path)
+  theirs.pop(theirs.get("job"), None)
   if job == "evaluate":
     theirs, mine = theirs.get("training"), mine["training"]
-  if theirs == mine:
-    return
-  old, new = _flat(theirs), _flat(mine)
-  differ = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-  raise ConfigError(
-      f"{directory} already holds a different config's experiment; it differs in "
-      + "; ".join(f"{k}: {old.get(k, '(unset)')!r} there, {new.get(k, '(unset)')!r} here"
-                  for k in differ[:8])
-      + ". Use a fresh --model_dir.")
+  if theirs != mine:
+    raise _refusal(directory, theirs, mine)
 
 
 def train_run(run_dir, label, strategy, **trainer_kwargs):

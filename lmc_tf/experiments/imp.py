@@ -81,7 +81,11 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       instability_rewind_steps=instability_rewind_steps, instability_pairs=instability_pairs)
   chief = distribute.is_chief(strategy)
   if chief:
-    common.record_experiment(model_dir, "imp")
+    common.record_experiment(model_dir, "imp", {
+        "rewind_steps[0]": settings.main_step, "init_seed": init_seed,
+        "pruning_fraction": None if settings.density is not None else settings.pruning_fraction,
+        "density": settings.density,
+        "layers_to_ignore": settings.layers_to_ignore})
     common.write_operative_config(model_dir)
   runs = imp_runs.ImpRuns(model_dir, strategy, data, hparams, layout.training_fingerprint(),
                           settings)

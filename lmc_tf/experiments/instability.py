@@ -54,7 +54,8 @@ def plan(fingerprint, rewind_steps, total_steps, steps_per_epoch, num_inits=3, n
   rewind_steps = sorted(set(rewind_steps))
   late = [k for k in rewind_steps if not 0 <= k <= total_steps]
   if late:
-    raise ValueError(f"rewind steps {late} lie outside [0, T={total_steps}]")
+    raise errors.ConfigError(f"instability.rewind_steps: steps {late} lie outside "
+                             f"[0, T={total_steps}]")
   parents, pairs = {}, []
   for i in range(num_inits):
     seed = init_seed + i
@@ -178,6 +179,14 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   if not steps:
     raise errors.ConfigError("instability.rewind_steps is empty: give at least one k")
   masks = masks_lib.load(mask_file) if mask_file else None
+  if masks is not None:
+    empty = sorted(name for name, m in masks.items() if not m.any())
+    if len(empty) == len(masks):
+      raise errors.ConfigError(f"instability.mask_file={mask_file!r} keeps no weight: "
+                               "every layer it masks is pruned away")
+    if empty:
+      print(f"warning: {mask_file} keeps no weight of layer(s) {empty}: no signal passes "
+            "them", flush=True)
   digest = masks_lib.digest(masks) if masks is not None else None
   if masks is not None:
     # A mask that does not fit the model is an error now, not after the parents trained.
@@ -190,7 +199,9 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
     _move_parents(manifest, parents_dir, model_dir)
   if distribute.is_chief(strategy):
     if parents_dir is None:  # IMP's sub-experiments belong to IMP's experiment
-      common.record_experiment(model_dir, "instability")
+      common.record_experiment(model_dir, "instability", {
+          "rewind_steps": manifest["rewind_steps"], "init_seed": init_seed,
+          "reset_schedule": reset_schedule, "every_epoch": every_epoch, "mask_file": digest})
     files.write_json_atomic(layout.manifest(model_dir), manifest)
     common.write_operative_config(model_dir)
   copies = _copies(manifest)
@@ -200,11 +211,16 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   started = time.time()
 
   def finish():
-    elapsed = time.time() - started
-    print(f"Instability runs done in {elapsed:.0f} s: {len(manifest['parents'])} parent(s), "
+    # Each run's summary sums the processes that trained it (killed and resumed ones too).
+    runs = [p["run"] for p in manifest["parents"].values()] + [
+        run for _, run, _, _ in copies.values()]
+    training = sum(files.read_json(layout.summary(layout.run_dir(model_dir, run))).get(
+        "wall_time_s", 0.0) for run in runs)
+    print(f"Instability runs done in {time.time() - started:.0f} s here, "
+          f"{training:.0f} s of training in all: {len(manifest['parents'])} parent(s), "
           f"{len(copies)} copies. Next: --job=evaluate, then --job=report.", flush=True)
     return {"manifest": layout.manifest(model_dir), "pairs": len(manifest["pairs"]),
-            "wall_time_s": round(elapsed, 1)}
+            "wall_time_s": round(training, 1)}
 
   experiment = steps_lib.Experiment(experiment_steps, finish)
   return experiment if plan_only else experiment.run()

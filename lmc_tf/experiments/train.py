@@ -1,7 +1,5 @@
 """The `train` job: one run from init_seed to T, then `summary.json`."""
 
-import time
-
 import gin
 
 from lmc_tf import distribute
@@ -14,14 +12,14 @@ from lmc_tf.training import runner
 
 @gin.configurable("train", denylist=["model_dir", "strategy"])
 def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed=0):
-  """Trains the configured model once (Table 1) and writes DIR/summary.json.
+  """Trains the configured model once (Table 1) and writes DIR/summary.json (its wall_time_s
+  sums every process that trained the run: runner.Trainer keeps it across kills).
 
   The job table has already refused a DIR that holds another config's run.
   """
   for name, seed in (("init_seed", init_seed), ("data_order_seed", data_order_seed),
                      ("augmentation_seed", augmentation_seed)):
     errors.non_negative_int(seed, f"train.{name}")
-  started = time.time()
   chief = distribute.is_chief(strategy)
   with common.owned(model_dir, chief):
     if layout.is_finished(model_dir):
@@ -35,7 +33,6 @@ def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed
       common.write_operative_config(model_dir, summary_writer=trainer.summary_writer)
     trainer.begin()
     results = trainer.train()
-    results["wall_time_s"] = round(time.time() - started, 1)
     if chief:
       files.write_json_atomic(layout.summary(model_dir), results)
   return results

@@ -15,6 +15,7 @@ import gin
 import keras
 import tensorflow as tf
 
+from lmc_tf import errors
 from lmc_tf import hashing
 from lmc_tf.models import blocks
 
@@ -169,8 +170,7 @@ def build(init, input_shape=(299, 299, 3), num_classes=1000, aux_logits=True,
       (torchvision uses 0.5).
     width_multiplier: scales every conv width (for quick configs).
   """
-  if width_multiplier <= 0:
-    raise ValueError(f"inception_v3.width_multiplier={width_multiplier} must be positive")
+  errors.positive_number(width_multiplier, "inception_v3.width_multiplier")
   if min(input_shape[:2]) < 75:
     raise ValueError(f"inception_v3 takes inputs of at least 75x75, got {input_shape}")
   conv = _Builder(init, width_multiplier)

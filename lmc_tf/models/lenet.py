@@ -3,11 +3,16 @@
 import gin
 import keras
 
+from lmc_tf import errors
 from lmc_tf.models import layers
 
 
 @gin.configurable("lenet", denylist=["init", "input_shape", "num_classes"])
 def build(init, input_shape=(28, 28, 1), num_classes=10, hidden=(300, 100)):
+  if not isinstance(hidden, (list, tuple)):
+    raise errors.ConfigError(f"lenet.hidden={hidden!r} must be a list of layer widths")
+  for i, width in enumerate(hidden):
+    errors.positive_int(width, f"lenet.hidden[{i}]")
   inputs = keras.Input(shape=input_shape)
   x = keras.layers.Flatten()(inputs)
   for i, width in enumerate(hidden):

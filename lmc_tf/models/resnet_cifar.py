@@ -8,6 +8,7 @@ parameters (274,042 with the BN moving statistics), as open_lth's cifar_resnet_2
 import gin
 import keras
 
+from lmc_tf import errors
 from lmc_tf.models import blocks
 
 DEPTHS = (20, 56, 110)  # the registered depths; any 6n + 2 builds
@@ -18,8 +19,7 @@ def build(init, depth, input_shape=(32, 32, 3), num_classes=10, width_multiplier
   """Args: width_multiplier scales every width (open_lth's cifar_resnet_20_W)."""
   if (depth - 2) % 6 or depth < 8:
     raise ValueError(f"a CIFAR ResNet has depth 6n + 2 (20, 32, 44, 56, 110), got {depth}")
-  if width_multiplier <= 0:
-    raise ValueError(f"resnet_cifar.width_multiplier={width_multiplier} must be positive")
+  errors.positive_number(width_multiplier, "resnet_cifar.width_multiplier")
   blocks_per_stage = (depth - 2) // 6
   widths = [int(round(w * width_multiplier)) for w in (16, 32, 64)]
   inputs = keras.Input(shape=input_shape)

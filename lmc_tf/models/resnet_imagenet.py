@@ -11,6 +11,7 @@ parameters, as torchvision's resnet50.
 import gin
 import keras
 
+from lmc_tf import errors
 from lmc_tf.models import blocks
 
 # depth: (blocks per stage, block builder)
@@ -27,8 +28,7 @@ def build(init, depth, input_shape=(224, 224, 3), num_classes=1000, width_multip
   """Args: width_multiplier scales every width (for quick configs)."""
   if depth not in PLANS:
     raise ValueError(f"an ImageNet ResNet has depth {sorted(PLANS)}, got {depth}")
-  if width_multiplier <= 0:
-    raise ValueError(f"resnet_imagenet.width_multiplier={width_multiplier} must be positive")
+  errors.positive_number(width_multiplier, "resnet_imagenet.width_multiplier")
   blocks_per_stage, block = PLANS[depth]
   widths = [max(1, int(round(w * width_multiplier))) for w in (64, 128, 256, 512)]
   inputs = keras.Input(shape=input_shape)

@@ -7,6 +7,7 @@ pooling of the last 2x2 map and a dense 512 -> 10. VGG-16 has 14,728,266 trainab
 import gin
 import keras
 
+from lmc_tf import errors
 from lmc_tf.models import blocks
 
 PLANS = {
@@ -21,8 +22,7 @@ PLANS = {
 @gin.configurable("vgg", denylist=["init", "plan_name", "input_shape", "num_classes"])
 def build(init, plan_name, input_shape=(32, 32, 3), num_classes=10, width_multiplier=1):
   """Args: width_multiplier scales every conv width (for quick configs)."""
-  if width_multiplier <= 0:
-    raise ValueError(f"vgg.width_multiplier={width_multiplier} must be positive")
+  errors.positive_number(width_multiplier, "vgg.width_multiplier")
   inputs = keras.Input(shape=input_shape)
   x, pools = inputs, 0
   for i, width in enumerate(PLANS[plan_name]):

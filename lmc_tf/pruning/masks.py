@@ -5,7 +5,6 @@ They are applied to a model in models/layers.py (MaskedDense, MaskedConv2D, set_
 
 import hashlib
 import io
-import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -63,11 +62,9 @@ def load(path):
   with tf.io.gfile.GFile(path, "rb") as f:
     data = f.read()
   try:
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-      masks = {name: npz[name].astype(np.float32) for name in npz.files}
-  except (OSError, EOFError, ValueError, zipfile.BadZipFile) as e:
-    raise ValueError(f"mask file {path!r} is not a readable .npz of 0/1 arrays "
-                     f"({str(e).splitlines()[0][:120]})") from None
+    masks = {name: m.astype(np.float32) for name, m in files.npz_arrays(data).items()}
+  except ValueError as e:
+    raise ValueError(f"mask file {path!r} is not a readable .npz of 0/1 arrays ({e})") from None
   if not masks:
     raise ValueError(f"mask file {path!r} holds no masks")
   bad = [n for n, m in masks.items() if not np.all((m == 0) | (m == 1))]

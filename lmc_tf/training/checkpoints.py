@@ -59,6 +59,22 @@ def set_aside(path):
   return aside
 
 
+def remove_resume_checkpoints(directory):
+  """Deletes the resume checkpoints in `directory` once a run's final checkpoint supersedes
+  them; the ones set aside as unreadable stay, for a person to look at."""
+  kept = [name for name in files.listdir(directory) if ".unreadable-" in name]
+  if not kept:
+    files.rmtree(directory)
+    return
+  for name in files.listdir(directory):
+    if name not in kept:  # checkpoint files, the state file, a killed save's *_temp/ dir
+      path = files.join(directory, name)
+      if files.isdir(path):
+        files.rmtree(path)
+      else:
+        tf.io.gfile.remove(path)
+
+
 def checkpoint_tensors(path):
   """Every tensor stored in a checkpoint, by key (for tests and tools)."""
   reader = tf.train.load_checkpoint(path)

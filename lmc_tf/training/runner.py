@@ -105,9 +105,9 @@ class Schedule:
                                "or False")
     per_epoch = pipeline.steps_per_epoch(num_train, hparams.batch_size)
     parse = lambda s, name: schedules.parse_steps(s, per_epoch, f"training.{name}")  # noqa: E731
-    total = parse(hparams.steps, "steps")
-    if total <= 0:
-      raise errors.ConfigError(f"training.steps={hparams.steps!r} must be positive")
+    total, every, log_every = (
+        schedules.positive_steps(getattr(hparams, name), per_epoch, f"training.{name}")
+        for name in ("steps", "checkpoint_every", "log_every"))
     if isinstance(hparams.checkpoint_steps, (str, int)):
       raise errors.ConfigError(f"training.checkpoint_steps={hparams.checkpoint_steps!r} must "
                                "be a list of step counts")
@@ -115,10 +115,6 @@ class Schedule:
     late = [s for s in kept if s > total]
     if late:
       raise ValueError(f"training.checkpoint_steps {late} lie beyond training.steps={total}")
-    every = parse(hparams.checkpoint_every, "checkpoint_every")
-    log_every = parse(hparams.log_every, "log_every")
-    if every <= 0 or log_every <= 0:
-      raise errors.ConfigError("training.checkpoint_every and log_every must be > 0")
     return cls(per_epoch, total, kept, every, log_every)
 
 
@@ -150,6 +146,7 @@ class Trainer:
                strategy=None, data=None, hparams=None, masks=None, start_from=None,
                start_step=0, end_step=None, schedule_offset=0, keep_steps=()):
     self.model_dir = model_dir
+    self.clock = progress_lib.WallClock(layout.wall_time(model_dir), write=False)
     self.seeds = dict(init_seed=int(init_seed), data_order_seed=int(data_order_seed),
                       augmentation_seed=int(augmentation_seed))
     self.strategy = strategy or distribute.get_strategy()
@@ -164,6 +161,7 @@ class Trainer:
                                    | {self.start_step, self.end_step}))
     self.masks = masks
     self.is_chief = distribute.is_chief(self.strategy)
+    self.clock.write = self.is_chief  # the clock started first; only the chief writes
     if self.hparams.batch_size % self.strategy.num_replicas_in_sync:
       raise ValueError(f"training.batch_size={self.hparams.batch_size} is not divisible by "
                        f"the {self.strategy.num_replicas_in_sync} replicas")
@@ -219,6 +217,7 @@ class Trainer:
     """Restores this run's newest intact checkpoint, or else sets up its start; returns the
     step. A checkpoint that cannot be read is named, set aside, and the next one tried."""
     set_aside = []
+    self.clock.resume()
     for path in self._saved_checkpoints():
       try:
         checkpoints.check_readable(path)
@@ -252,6 +251,7 @@ class Trainer:
   def _save(self, kept):
     manager = self.kept if kept else self.resume
     manager.save(checkpoint_number=self.step)
+    self.clock.record(self.step)
 
   def _record_run_config(self, start):
     """Writes run_config.json: how the run is spread over devices and hosts.
@@ -375,13 +375,12 @@ class Trainer:
             tf.summary.scalar("lr", lr)
             tf.summary.scalar("density", density)
           progress.report(step, train_metrics)
-      print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s",
-            flush=True)
+      print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s", flush=True)
     elif files.exists(layout.final_train_metrics(self.model_dir)):
       train_metrics = files.read_json(layout.final_train_metrics(self.model_dir))
     writer.flush()
     # The kept final checkpoint supersedes the resume ones.
-    files.rmtree(layout.resume_dir(self._write_dir))
+    checkpoints.remove_resume_checkpoints(layout.resume_dir(self._write_dir))
     test = self.evaluator()
     if self.is_chief:
       with tf.summary.create_file_writer(
@@ -392,4 +391,5 @@ class Trainer:
       files.rmtree(self._write_dir)
     return {"final_step": self.step, "test_accuracy": test["accuracy"],
             "test_loss": test["loss"], "density": density,
-            **{f"train_{k}": v for k, v in train_metrics.items()}}
+            **{f"train_{k}": v for k, v in train_metrics.items()},
+            "wall_time_s": round(self.clock.record(self.step), 1)}

@@ -37,6 +37,14 @@ def parse_steps(value, steps_per_epoch, name="step count"):
   return steps
 
 
+def positive_steps(value, steps_per_epoch, name):
+  """parse_steps, for a count that must be at least one step."""
+  steps = parse_steps(value, steps_per_epoch, name)
+  if steps <= 0:
+    raise ConfigError(f"{name}={value!r} must be positive (at least one step)")
+  return steps
+
+
 class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
   """Warmup, step drops and linear decay, as a function of the global step."""
 
@@ -86,8 +94,9 @@ def make_schedule(base_lr, steps_per_epoch, total_steps, offset=0, warmup="0it",
   if warmup_steps > total_steps or late:
     raise ConfigError(
         f"lr_schedule: warmup={warmup!r} and drops={list(drops)!r} must lie within training "
-        f"(T={total_steps} steps); {'the warmup' if warmup_steps > total_steps else 'drops'} "
-        f"{'' if warmup_steps > total_steps else late} lie beyond it")
+        f"(T={total_steps} steps); " + (f"the warmup ({warmup_steps}) ends beyond it"
+                                        if warmup_steps > total_steps else
+                                        f"drops {late} lie beyond it"))
   if decay_to is not None:
     number_in(decay_to, "lr_schedule.decay_to", 0, float("inf"))
   return PaperSchedule(base_lr, warmup_steps, drop_steps, drop_factor, total_steps,
