@@ -141,6 +141,11 @@ def test_a_killed_sweep_resumes_per_mode_and_alpha(trained, tmp_path):
     ("evaluate.alpha_range = (0.2, 1.0)", "evaluate.alpha_range"),
     ("evaluate.refine_peak = 'yes'", "evaluate.refine_peak"),
     ("evaluate.bn_batches = 0", "evaluate.bn_batches"),
+    ("evaluate.num_alphas = 'x'", "evaluate.num_alphas"),
+    ("evaluate.num_alphas = 1", "evaluate.num_alphas"),
+    ("evaluate.eval_examples = -1", "evaluate.eval_examples"),
+    ("evaluate.batch_size = 0", "evaluate.batch_size"),
+    ("evaluate.bn_augment = 'no'", "evaluate.bn_augment"),
 ])
 def test_bad_evaluate_bindings_are_named(trained, tmp_path, binding, match):
   model_dir = _copy(trained, tmp_path)

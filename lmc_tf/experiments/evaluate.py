@@ -203,6 +203,15 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
     return _evaluate_sub_experiments(model_dir, strategy)
   deadline = time.time() + timeout_s
   plan = _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak, align)
+  if eval_examples is not None:
+    errors.positive_int(eval_examples, "evaluate.eval_examples")
+  errors.positive_int(batch_size, "evaluate.batch_size")
+  errors.positive_number(timeout_s, "evaluate.timeout_s")
+  errors.positive_number(poll_s, "evaluate.poll_s")
+  errors.non_negative_int(bn_seed, "evaluate.bn_seed")
+  for name, flag in (("watch", watch), ("bn_augment", bn_augment)):
+    if not isinstance(flag, bool):
+      raise errors.ConfigError(f"evaluate.{name}={flag!r} must be True or False")
   manifest = _wait_for_manifest(model_dir, watch, deadline, poll_s)
   data = data_base.get_dataset()
   sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size)
@@ -253,7 +262,7 @@ def _aligns(align):
 
 def _plan(num_alphas, splits, bn_modes, alpha_range, refine_peak, align=None):
   """The evaluate.* bindings checked, as an evaluator.Plan."""
-  splits = tuple(splits)
+  splits = (splits,) if isinstance(splits, str) else tuple(splits)
   unknown = [s for s in splits if s not in SPLITS]
   if unknown:
     raise errors.ConfigError(f"evaluate.splits: unknown split(s) {unknown}; use 'train' "
