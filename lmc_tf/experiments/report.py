@@ -119,11 +119,7 @@ def _bn_mode_outputs(by_mode, others, total, title, main_variant):
       pictures[f"figure3_instability_{mode}.png"] = figures.figure3_instability(
           agg, main_variant, f"{title}, {bn_tables.mode_label(mode)}")
   curves = {mode: bn_tables.curves(metrics) for mode, metrics in by_mode.items()}
-  steps = sorted({k for by_variant in curves.values()
-                  for by_k in by_variant.get(main_variant, {}).values() for k in by_k})
-  for step in steps:
-    pictures[f"bn_modes_k{step}.png"] = bn_figures.modes_interpolation(
-        curves, main_variant, step, title)
+  pictures.update(bn_figures.interpolation_figures(curves, main_variant, title, "bn_modes"))
   agg = bn_tables.aggregate(by_mode)
   if any(by_variant.get(main_variant) for by_variant in agg.values()):
     pictures["bn_modes_instability.png"] = bn_figures.modes_instability(

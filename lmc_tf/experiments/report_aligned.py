@@ -60,13 +60,10 @@ def aligned_outputs(by_key, pair_ids, total, title, main_variant,
     pictures[f"pairs/{pair_id}.png"] = aligned_figures.pair_interpolation(
         aligned_tables.pair_curves(by_key, pair_id), pair_id, title)
   curves = aligned_tables.curves(by_key)
-  steps = sorted({k for by_variant in curves.values()
-                  for by_k in by_variant.get(main_variant, {}).values() for k in by_k})
-  for step in steps:
-    pictures[f"aligned_k{step}.png"] = bn_figures.modes_interpolation(
-        curves, main_variant, step, title)
+  figures_at_k = bn_figures.interpolation_figures(curves, main_variant, title, "aligned")
+  pictures.update(figures_at_k)
   agg = aligned_tables.aggregate(by_key)
-  if len(steps) > 1:
+  if len(figures_at_k) > 1:
     pictures["aligned_instability.png"] = bn_figures.modes_instability(
         agg, main_variant, title)
   pictures["aligned.md"] = aligned_markdown(agg, by_key, total, title)

@@ -52,13 +52,7 @@ def pair_interpolation(lines_by_key, pair_id, title=None):
       (handles[key],) = ax.plot(alphas, errors, color=color, linestyle=linestyle,
                                 linewidth=1.5)
       lo, hi = min(lo, alphas[0]), max(hi, alphas[-1])
-    if (lo, hi) != (0.0, 1.0):
-      for end in (0.0, 1.0):
-        ax.axvline(end, color="0.5", linestyle=":", linewidth=1)
-    ax.set_xlim(lo, hi)
-    ax.set_title(f"{split} set", fontsize=10)
-    ax.set_xlabel("interpolation α")
-    ax.grid(alpha=0.3)
+    bn_figures.path_axis(ax, split, lo, hi)
   axes[0].set_ylabel("error (%)")
 
   def label(key):

@@ -68,14 +68,8 @@ def aggregate(by_key):
 def rows(agg):
   """One dict per (variant, split, rewind_step, align, bn_mode); the keys of one k side by
   side, in `aggregate`'s order."""
-  found = {(variant, split, step)
-           for by_variant in agg.values() for variant, by_split in by_variant.items()
-           for split, by_step in by_split.items() for step in by_step}
-  variants = tables.variant_order({v for v, _, _ in found})
-  splits = tables.split_order({s for _, s, _ in found})
   out = []
-  for variant, split, step in sorted(found, key=lambda f: (
-      variants.index(f[0]), splits.index(f[1]), f[2])):
+  for variant, split, step in bn_tables.cells(agg):
     for (align, mode), by_variant in agg.items():
       stats = by_variant.get(variant, {}).get(split, {}).get(step)
       if stats is not None:

@@ -108,6 +108,26 @@ def _layout_legend(keys, extra=0):
   return 2, -(-(len(keys) + extra) // 2)
 
 
+def path_axis(ax, split, lo, hi):
+  """One split's panel of error along the path over alpha in [lo, hi]; the endpoints are
+  marked when the path extends beyond them."""
+  if (lo, hi) != (0.0, 1.0):
+    for end in (0.0, 1.0):
+      ax.axvline(end, color="0.5", linestyle=":", linewidth=1)
+  ax.set_xlim(lo, hi)
+  ax.set_title(f"{split} set", fontsize=10)
+  ax.set_xlabel("interpolation α")
+  ax.grid(alpha=0.3)
+
+
+def interpolation_figures(curves, variant, title, prefix):
+  """{f"{prefix}_k<k>.png": every key's curves at k} for every k of `variant`."""
+  steps = sorted({k for by_variant in curves.values()
+                  for by_k in by_variant.get(variant, {}).values() for k in by_k})
+  return {f"{prefix}_k{step}.png": modes_interpolation(curves, variant, step, title)
+          for step in steps}
+
+
 def modes_interpolation(curves_by_mode, variant, step, title=None):
   """The error along the path at rewind step `step` in every BN mode, mean ± sd over pairs;
   a panel per split. Extended curves (alpha beyond [0, 1]) are drawn whole, with alpha = 0
@@ -154,13 +174,7 @@ def modes_interpolation(curves_by_mode, variant, step, title=None):
         peaks = True
         ax.plot(*zip(*curve["peaks"]), linestyle="none", marker="x", markersize=5,
                 color=key_style(key)[0])
-    if (lo, hi) != (0.0, 1.0):
-      for end in (0.0, 1.0):
-        ax.axvline(end, color="0.5", linestyle=":", linewidth=1)
-    ax.set_xlim(lo, hi)
-    ax.set_title(f"{split} set", fontsize=10)
-    ax.set_xlabel("interpolation α")
-    ax.grid(alpha=0.3)
+    path_axis(ax, split, lo, hi)
   axes[0].set_ylabel("error (%)")
   extra = []
   if extended:

@@ -137,16 +137,21 @@ def aggregate(by_mode):
   return agg
 
 
+def cells(agg):
+  """Every (variant, split, rewind_step) of {key: {variant: {split: {k: stats}}}}, in the
+  report's order: variants and splits as the paper's tables, then k."""
+  found = {(variant, split, step)
+           for by_variant in agg.values() for variant, by_split in by_variant.items()
+           for split, by_step in by_split.items() for step in by_step}
+  variants = tables.variant_order({v for v, _, _ in found})
+  splits = tables.split_order({s for _, s, _ in found})
+  return sorted(found, key=lambda f: (variants.index(f[0]), splits.index(f[1]), f[2]))
+
+
 def rows(agg):
   """One dict per (variant, split, rewind_step, bn_mode), the modes of one k side by side."""
-  keys = {(variant, split, step)
-          for by_variant in agg.values() for variant, by_split in by_variant.items()
-          for split, by_step in by_split.items() for step in by_step}
-  variants = tables.variant_order({v for v, _, _ in keys})
-  splits = tables.split_order({s for _, s, _ in keys})
   out = []
-  for variant, split, step in sorted(keys, key=lambda key: (
-      variants.index(key[0]), splits.index(key[1]), key[2])):
+  for variant, split, step in cells(agg):
     for mode, by_variant in agg.items():
       stats = by_variant.get(variant, {}).get(split, {}).get(step)
       if stats is not None:
