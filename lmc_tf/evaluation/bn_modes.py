@@ -218,7 +218,7 @@ class BNModes:
                                        augment=augment))
     self._num_batches = num_batches
     self._probes = {}
-    self._targets = None
+    self._endpoints = self._targets = None
 
   # -- measuring ---------------------------------------------------------------------------
 
@@ -258,11 +258,10 @@ class BNModes:
             for n, m, m2, s_m, s_v in measure(iter(self._dataset))]
 
   def begin_pair(self, weights_a, weights_b):
-    """Measures the endpoints' statistics, which REPAIR interpolates."""
+    """Takes the pair's endpoints, whose statistics REPAIR interpolates; they are measured
+    when first needed, so a pair that REPAIRs nothing (or is resumed past it) costs none."""
+    self._endpoints = (weights_a, weights_b)
     self._targets = None
-    if REPAIR in self.modes and self._points:
-      self._targets = [[(p.mean, p.std) for p in self._pooled("measure", w)]
-                       for w in (weights_a, weights_b)]
 
   # -- the modes ---------------------------------------------------------------------------
 
@@ -291,7 +290,10 @@ class BNModes:
   def targets(self, alpha):
     """Per correction point, the (mean, std) REPAIR gives the network at `alpha`."""
     if self._targets is None:
-      raise RuntimeError("begin_pair() measures the endpoints before 'repair'")
+      if self._endpoints is None:
+        raise RuntimeError("begin_pair() gives the endpoints before 'repair'")
+      self._targets = [[(p.mean, p.std) for p in self._pooled("measure", w)]
+                       for w in self._endpoints]
     # Beyond the endpoints (evaluate.alpha_range) REPAIR has no interpolation to aim at:
     # extrapolated standard deviations fall below zero for channels that are dead in one
     # endpoint. The nearest endpoint's statistics are the targets there.
