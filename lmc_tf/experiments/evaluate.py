@@ -215,7 +215,7 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
   manifest = _wait_for_manifest(model_dir, watch, deadline, poll_s)
   data = data_base.get_dataset()
   sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size)
-  if bn_batch_size is None:
+  if bn_batch_size is None and plan.keys != [(None, layout.DEFAULT_BN_MODE)]:
     bn_batch_size = runner.TrainingHParams().batch_size
   bn = aligner = None
   if plan.modes != (layout.DEFAULT_BN_MODE,):
