@@ -2,7 +2,8 @@
 
 Per level (at the first rewind step): mean accuracies over inits, matching, stability to
 pruning and instability where measured; the best IMP accuracy over all rewind steps, and the
-extreme sparsity of Appendix A.
+extreme sparsity of Appendix A; and the Stabilizing paper's stability per level and k
+(evaluation/stability.py).
 """
 
 import numpy as np
@@ -10,6 +11,7 @@ import numpy as np
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.evaluation import barrier
+from lmc_tf.evaluation import stability
 
 
 def _collect(record, k):
@@ -77,5 +79,9 @@ def summarize(model_dir, record):
       sparsest = min(matching, key=lambda l: l["density"])
       extreme = {"level": sparsest["level"], "density": sparsest["density"],
                  "rewind_step": sparsest["best_rewind_step"]}
-  return {"full_network_accuracy": full_mean, "rewind_steps": ks, "rewind_step": ks[0],
-          "extreme_sparsity": extreme, "levels": levels}
+  out = {"full_network_accuracy": full_mean, "rewind_steps": ks, "rewind_step": ks[0],
+         "extreme_sparsity": extreme, "levels": levels}
+  stable = stability.summarize(model_dir, record)
+  if stable:
+    out["stability"] = stable  # the Stabilizing paper's, per level and k
+  return out

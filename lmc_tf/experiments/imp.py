@@ -50,7 +50,8 @@ def record(runs):
 def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_seed=0,
         pruning_fraction=0.2, density=None, layers_to_ignore=None,
         baselines_to_run=imp_settings.BASELINES, instability_levels=(),
-        instability_rewind_steps=None, instability_pairs=3, plan_only=False):
+        instability_rewind_steps=None, instability_pairs=3, stability_baselines=False,
+        plan_only=False):
   """IMP with rewinding, and its baselines at every level.
 
   Args:
@@ -67,6 +68,9 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       experiment in DIR/instability/ (train here; then --job=evaluate and --job=report).
     instability_rewind_steps: the k grid of those experiments (default: the first k).
     instability_pairs: pairs of copies per init in those experiments.
+    stability_baselines: also train the baselines at the instability levels at every
+      instability k, from W_k with the parent's data order, for their accuracy and stability
+      to pruning against k (the Stabilizing paper's Figures 3, 4, 10 and 11).
     plan_only: return the experiment's steps (steps.Experiment) instead of running them, for
       the sweep launcher.
   """
@@ -78,7 +82,8 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       num_inits=num_inits, init_seed=init_seed, pruning_fraction=pruning_fraction,
       density=density, layers_to_ignore=layers_to_ignore, baselines_to_run=baselines_to_run,
       instability_levels=instability_levels,
-      instability_rewind_steps=instability_rewind_steps, instability_pairs=instability_pairs)
+      instability_rewind_steps=instability_rewind_steps, instability_pairs=instability_pairs,
+      stability_baselines=stability_baselines)
   chief = distribute.is_chief(strategy)
   if chief:
     common.record_experiment(model_dir, "imp", {

@@ -177,14 +177,26 @@ class ImpRuns:
             layout.summary(self.path(run)))["test_accuracy"]
       if "imp" not in entry["runs"]:
         break
-      _, sub = self.final_kernels(entry["runs"]["imp"])
       if level == 0:
-        full_masked = sub
+        _, full_masked = self.final_kernels(entry["runs"]["imp"])
       else:
-        entry["stability_to_pruning"] = stability_to_pruning(full_masked, sub, masks,
-                                                             self.scratch)
+        entry["stability_to_pruning_of"] = self._stability_to_pruning(seed, k, level, entry,
+                                                                      full_masked)
+        entry["stability_to_pruning"] = entry["stability_to_pruning_of"]["imp"]
       entries.append(entry)
     return entries
+
+  def _stability_to_pruning(self, seed, k, level, entry, full_masked):
+    """{variant: distance to the full network} of the level's runs that share its init and
+    data order (random reinitialization has neither)."""
+    out = {}
+    for variant, run in entry["runs"].items():
+      if variant == "random_reinit":
+        continue
+      masks = masks_lib.load(self.path(layout.mask_file(seed, k, variant, level)))
+      _, sub = self.final_kernels(run)
+      out[variant] = stability_to_pruning(full_masked, sub, masks, self.scratch)
+    return out
 
 
 def stability_to_pruning(masked_full, masked_sub, masks, model):

@@ -35,6 +35,7 @@ class ImpSettings:
   instability_levels: Tuple[int, ...]
   instability_steps: Tuple[int, ...]
   instability_pairs: int
+  stability_baselines: bool = False
 
   @property
   def main_step(self):
@@ -47,8 +48,16 @@ class ImpSettings:
     return magnitude.keep_count(self.prunable_weights, self.pruning_fraction, level)
 
   def variants_at(self, rewind_step, level):
-    """IMP, and at the main k the baselines, at every level after the full network."""
-    return ["imp"] + (list(self.baselines) if level and rewind_step == self.main_step else [])
+    """IMP, and the baselines at every level after the full network at the main k; with
+    stability_baselines, also at the instability levels at every instability k (the Stabilizing
+    paper's Figure 4: random pruning's accuracy and stability to pruning against k)."""
+    if not level:
+      return ["imp"]
+    if rewind_step == self.main_step or (
+        self.stability_baselines and level in self.instability_levels
+        and rewind_step in self.instability_steps):
+      return ["imp"] + list(self.baselines)
+    return ["imp"]
 
   @staticmethod
   def run_seed(variant, init_seed):
@@ -63,7 +72,7 @@ class ImpSettings:
 
 def resolve(data, schedule, model_name, *, levels, rewind_steps, num_inits, init_seed,
             pruning_fraction, density, layers_to_ignore, baselines_to_run, instability_levels,
-            instability_rewind_steps, instability_pairs):
+            instability_rewind_steps, instability_pairs, stability_baselines=False):
   """Checks the `imp.*` bindings against the data, schedule and model; returns ImpSettings."""
   errors.non_negative_int(levels, "imp.levels")
   errors.positive_int(num_inits, "imp.num_inits")
@@ -94,6 +103,10 @@ def resolve(data, schedule, model_name, *, levels, rewind_steps, num_inits, init
   bad = [l for l in instability_levels if not 0 <= l <= levels]
   if bad:
     raise ValueError(f"imp.instability_levels {bad} outside [0, {levels}]")
+  if stability_baselines and not (instability_levels and baselines_to_run):
+    raise errors.ConfigError(
+        "imp.stability_baselines=True trains the baselines at the instability levels at every "
+        "instability k: it needs imp.instability_levels and imp.baselines_to_run")
   ignore = tuple(registry.spec(model_name).layers_to_ignore
                  if layers_to_ignore is None else layers_to_ignore)
   ones = layers.get_masks(registry.build_model(input_shape=data.image_shape,
@@ -107,7 +120,7 @@ def resolve(data, schedule, model_name, *, levels, rewind_steps, num_inits, init
       layers_to_ignore=ignore, prunable_weights=int(total),
       pruning_fraction=pruning_fraction, density=density,
       instability_levels=tuple(instability_levels), instability_steps=tuple(instability_ks),
-      instability_pairs=instability_pairs)
+      instability_pairs=instability_pairs, stability_baselines=bool(stability_baselines))
   if levels and settings.keep_at(levels) < 1:
     what = f"imp.density={density}" if density is not None else (
         f"{levels} levels of imp.pruning_fraction={pruning_fraction}")
