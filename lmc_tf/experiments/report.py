@@ -28,6 +28,7 @@ from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import imp_summary
 from lmc_tf.experiments import report_aligned
 from lmc_tf.experiments import report_inputs
+from lmc_tf.experiments import report_stabilizing
 from lmc_tf.reporting import bn_figures
 from lmc_tf.reporting import bn_tables
 from lmc_tf.reporting import figures
@@ -131,7 +132,7 @@ def _bn_mode_outputs(by_mode, others, total, title, main_variant):
 
 @gin.configurable("report", denylist=["model_dir", "strategy"])
 def report(model_dir, strategy, title=None, compare=(),
-           pair_figures=report_aligned.PAIR_FIGURES):
+           pair_figures=report_aligned.PAIR_FIGURES, stabilizing_row=None):
   """Writes the instability figures and table for the experiment in `model_dir`.
 
   Args:
@@ -143,6 +144,9 @@ def report(model_dir, strategy, title=None, compare=(),
       report/barrier_vs_width.*, `model_dir` included when it is an experiment itself (then
       reported as usual too), else only the place the study is written.
     pair_figures: at most this many pairs with aligned curves get a figure of their own.
+    stabilizing_row: for an IMP experiment of the Stabilizing paper, its row of that paper's
+      tables ('lenet', 'resnet20_standard', ..., 'vgg19_warmup'): the report then draws that
+      paper's figures and puts its numbers beside ours (report_stabilizing.py).
 
   Returns:
     {"files": the paths written, "table": `tables.aggregate` of the pairs finished in the
@@ -155,7 +159,7 @@ def report(model_dir, strategy, title=None, compare=(),
     ValueError: if the evaluator has not finished any pair yet.
   """
   if files.exists(layout.imp_record(model_dir)):
-    return imp_report(model_dir, strategy, title, pair_figures)
+    return imp_report(model_dir, strategy, title, pair_figures, stabilizing_row)
   del strategy
   if not compare:
     return experiment_report(model_dir, title, pair_figures)
@@ -246,7 +250,8 @@ def width_study_report(model_dir, directories, title):
   return written, agg
 
 
-def imp_report(model_dir, strategy, title=None, pair_figures=report_aligned.PAIR_FIGURES):
+def imp_report(model_dir, strategy, title=None, pair_figures=report_aligned.PAIR_FIGURES,
+               stabilizing_row=None):
   """An IMP experiment: Table 2 and accuracy vs density, plus the instability report of each
   subnetwork experiment the evaluator has finished (DIR/instability/*)."""
   del strategy
@@ -266,6 +271,8 @@ def imp_report(model_dir, strategy, title=None, pair_figures=report_aligned.PAIR
   outputs = {"imp_levels.md": tables.imp_markdown(summary),
              "imp_levels.csv": tables.imp_csv(summary),
              "accuracy_vs_density.png": imp_figures.accuracy_vs_density(summary, title)}
+  if stabilizing_row is not None:
+    outputs.update(report_stabilizing.outputs(summary, stabilizing_row, title))
   written += [_write(model_dir, name, content) for name, content in outputs.items()]
   print(f"Table 2 row, {title}:", flush=True)
   for line in tables.table2_lines(summary):
