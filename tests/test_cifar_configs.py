@@ -13,6 +13,8 @@ from lmc_tf import files
 from lmc_tf import layout
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 CONFIGS = os.path.join(REPO, "gin_configs")
 GRID = [0, 25, 50, 100, 250, 500, 1000, 2000, 4000, 8000, 16000]
 

@@ -7,6 +7,8 @@ import pytest
 from tests.test_cifar_configs import SMOKE
 from tests.test_cifar_configs import check_smoke_config
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p in SMOKE if "vgg16" in os.path.basename(p)],

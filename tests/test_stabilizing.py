@@ -23,6 +23,8 @@ from lmc_tf.models import registry
 from lmc_tf.pruning import masks as masks_lib
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 CONFIGS = os.path.join(REPO, "gin_configs", "stabilizing")
 SMOKES = os.path.join(REPO, "gin_configs", "smoke", "stabilizing")
 GRID = [0, 25, 50, 100, 250, 500, 1000, 2000, 4000]

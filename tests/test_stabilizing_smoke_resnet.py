@@ -10,6 +10,8 @@ import pytest
 from tests.test_stabilizing import SMOKES
 from tests.test_stabilizing import check_cifar_smoke
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", sorted(glob.glob(os.path.join(SMOKES, "resnet20_*_smoke.gin"))),
