@@ -13,7 +13,9 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from lmc_tf.data import base
+from lmc_tf.data import color
 from lmc_tf.data import imagenet
+from lmc_tf.data import pipeline
 from lmc_tf.training import runner
 from lmc_tf import layout
 from tests.conftest import IMAGENET_TEST
@@ -88,6 +90,85 @@ def test_eval_crops_follow_the_references():
   expected = tf.image.resize(tf.image.central_crop(decoded, 0.875), [size, size], antialias=True)
   got = imagenet.Preprocessing("inception", size).eval(jpeg)
   np.testing.assert_allclose(got[inner], ((expected / 255 - 0.5) * 2)[inner], atol=1e-4)
+
+
+def _copy_seeds(augmentation_seed, batch=8):
+  """The per-example seeds a copy with `augmentation_seed` uses at step 0."""
+  return pipeline.example_seeds(augmentation_seed, 0, batch)
+
+
+def test_color_distortion_is_keyed_by_each_copys_augmentation_seed():
+  # A uniform colour: every crop and flip of it is the same image, so what differs between
+  # seeds can only be the colour distortion.
+  jpeg = tf.io.encode_jpeg(np.full([48, 64, 3], (180, 90, 60), np.uint8), quality=95)
+  plain = imagenet.Preprocessing("inception", 16)
+  distorted = imagenet.Preprocessing("inception", 16, color_distortion=True)
+
+  def means(prep, augmentation_seed):
+    images = np.stack([prep.train(jpeg, s).numpy() for s in _copy_seeds(augmentation_seed)])
+    assert -1.0 <= images.min() and images.max() <= 1.0
+    return images.mean(axis=(1, 2)), images
+
+  undistorted, _ = means(plain, 2)
+  np.testing.assert_allclose(undistorted, means(plain, 5)[0], atol=1e-5)
+  np.testing.assert_allclose(undistorted, np.broadcast_to(undistorted[0], undistorted.shape),
+                             atol=1e-5)
+  copy1, images1 = means(distorted, 2)
+  copy2, _ = means(distorted, 5)
+  np.testing.assert_array_equal(images1, means(distorted, 2)[1])  # a rerun repeats it
+  distinct = np.concatenate([copy1, copy2]).round(3)
+  assert len({tuple(c) for c in distinct}) == len(distinct)  # every example its own colours
+  assert np.abs(copy1 - undistorted).max() > 0.05
+
+
+def test_color_orderings_are_the_references_four_drawn_per_example():
+  assert color.ORDERINGS[0] == ("brightness", "saturation", "hue", "contrast")
+  assert sorted(map(sorted, color.ORDERINGS)) == [sorted(color.ORDERINGS[0])] * 4
+  drawn = [int(color.ordering(s)) for s in _copy_seeds(7, batch=32)]
+  assert sorted(set(drawn)) == [0, 1, 2, 3]
+
+
+def test_without_color_distortion_inception_training_is_crop_resize_scale_flip():
+  # The transform as it was before colour distortion existed, step by step, bit for bit.
+  rows, cols = np.mgrid[0:60, 0:80]
+  image = 127.5 + 127 * np.stack([np.sin(cols / 5), np.sin(rows / 7), np.cos((rows + cols) / 9)],
+                                 -1)
+  jpeg = tf.io.encode_jpeg(image.astype(np.uint8), quality=95)
+  for seed in _copy_seeds(3, batch=3):
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    begin, size, _ = tf.image.stateless_sample_distorted_bounding_box(
+        [60, 80, 3], tf.constant([0.0, 0.0, 1.0, 1.0], shape=[1, 1, 4]), seed=crop_seed,
+        min_object_covered=0.1, aspect_ratio_range=(3 / 4, 4 / 3), area_range=(0.05, 1.0),
+        max_attempts=100, use_image_if_no_bounding_boxes=True)
+    crop = tf.image.decode_and_crop_jpeg(jpeg, tf.concat([begin[:2], size[:2]], 0), channels=3)
+    expected = tf.image.resize(crop, [24, 24], method="bilinear", antialias=True) / 255.0
+    expected = tf.image.stateless_random_flip_left_right((expected - 0.5) * 2.0, flip_seed)
+    np.testing.assert_array_equal(imagenet.Preprocessing("inception", 24).train(jpeg, seed),
+                                  expected)
+
+
+def test_copies_stream_their_own_color_distortions(prepared):
+  plain = imagenet.load(data_dir=prepared[0], preprocessing="inception", image_size=32,
+                        shuffle_buffer=64)
+  distorted = imagenet.load(data_dir=prepared[0], preprocessing="inception", image_size=32,
+                            shuffle_buffer=64, color_distortion=True)
+  copy1 = _train(distorted, batch=8, steps=2)
+  for (xa, ya), (xb, yb) in zip(copy1, _train(distorted, batch=8, steps=2)):
+    np.testing.assert_array_equal(xa, xb)
+    np.testing.assert_array_equal(ya, yb)
+  for (x, y), (x_plain, y_plain) in zip(copy1, _train(plain, batch=8, steps=2)):
+    np.testing.assert_array_equal(y, y_plain)
+    assert -1.0 <= x.min() and x.max() <= 1.0
+    assert all(not np.allclose(a, b) for a, b in zip(x, x_plain))  # every example distorted
+  for (xa, _), (xb, _) in zip(copy1, _train(distorted, batch=8, aug_seed=5, steps=2)):
+    assert not np.allclose(xa, xb)
+  # Evaluation is not distorted.
+  np.testing.assert_array_equal(_eval(distorted, batch=8)[0][0], _eval(plain, batch=8)[0][0])
+
+
+def test_color_distortion_is_inceptions_only(tmp_path):
+  with pytest.raises(ValueError, match="color_distortion"):
+    imagenet.load(data_dir=str(tmp_path / "nothing"), color_distortion=True)
 
 
 def test_seeds_set_order_and_augmentation_independently(data):

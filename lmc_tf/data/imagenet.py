@@ -35,6 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from lmc_tf.data import base
+from lmc_tf.data import color
 from lmc_tf.data import pipeline
 
 TFDS_NAME = "imagenet2012"
@@ -94,16 +95,20 @@ class Preprocessing:
   transforms, stateless. Images come out float32 [size, size, 3].
 
   Resizing is antialiased bilinear, as PIL's in the torchvision pipeline the paper's code used
-  (the TPU ResNet reference resizes bicubic). Inception training leaves out the TPU reference's
-  colour distortion (random brightness and Cb/Cr shifts, `distort_color_fast`).
+  (the TPU ResNet reference resizes bicubic). `color_distortion` (Inception only) distorts
+  brightness, saturation, hue and contrast in a random order (data/color.py).
   """
   kind: str
   size: int
   eval_resize: float = 0.875
+  color_distortion: bool = False
 
-  def _finish(self, image):
+  def _resized(self, image):
+    """`image` resized to size x size, on the [0, 1] scale."""
     image = tf.image.resize(image, [self.size, self.size], method="bilinear", antialias=True)
-    image = image / 255.0
+    return image / 255.0
+
+  def _scaled(self, image):
     if self.kind == "resnet":
       return (image - MEAN) / STD
     return (image - 0.5) * 2.0  # Inception: [-1, 1]
@@ -111,7 +116,10 @@ class Preprocessing:
   def train(self, image_bytes, seed):
     """A random-resized crop (area [0.08, 1] ResNet, [0.05, 1] Inception; aspect [3/4, 4/3]),
     resized to `size`, flipped left-right with probability 1/2. As in both references, the crop
-    must also cover 10% of the image (min_object_covered=0.1 of the whole-image box)."""
+    must also cover 10% of the image (min_object_covered=0.1 of the whole-image box). With
+    `color_distortion`, the resized crop is colour-distorted on [0, 1], as in the Inception
+    reference; its draws come from their own stream of `seed` (data/color.py), so the crop
+    and flip are those of the same seed without it."""
     crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     shape = tf.image.extract_jpeg_shape(image_bytes)
     resnet = self.kind == "resnet"
@@ -126,16 +134,18 @@ class Preprocessing:
       # takes the evaluation crop instead.
       failed = tf.reduce_all(tf.equal(size[:2], shape[:2]))
       window = tf.where(failed, _crop_window(shape, self.eval_resize, square=True), window)
-    image = tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)
-    image = self._finish(image)
-    return tf.image.stateless_random_flip_left_right(image, flip_seed)
+    image = self._resized(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3))
+    if self.color_distortion:
+      image = color.distort(image, seed)
+    return tf.image.stateless_random_flip_left_right(self._scaled(image), flip_seed)
 
   def eval(self, image_bytes):
     """ResNet: the shorter side resized to size / eval_resize, the central size x size crop
     (as crop then resize). Inception: central crop of eval_resize of each side, resized."""
     shape = tf.image.extract_jpeg_shape(image_bytes)
     window = _crop_window(shape, self.eval_resize, square=self.kind == "resnet")
-    return self._finish(tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3))
+    return self._scaled(self._resized(
+        tf.image.decode_and_crop_jpeg(image_bytes, window, channels=3)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -291,7 +301,7 @@ class StreamedImageNet:
 @base.register(TFDS_NAME)
 @gin.configurable("imagenet")
 def load(data_dir=None, manual_dir=None, preprocessing="resnet", image_size=None,
-         shuffle_buffer=10_000, eval_resize=0.875):
+         shuffle_buffer=10_000, eval_resize=0.875, color_distortion=False):
   """ImageNet through TFDS: 1,281,167 train and 50,000 validation (our test) images.
 
   Args:
@@ -306,11 +316,18 @@ def load(data_dir=None, manual_dir=None, preprocessing="resnet", image_size=None
     eval_resize: the central-crop fraction at evaluation, 224/256: ResNet resizes the shorter
       side to S / eval_resize and keeps the central S x S; Inception keeps this fraction of
       each side and resizes to S x S.
+    color_distortion: Inception only: distort each training crop's brightness, saturation, hue
+      and contrast, in one of four random orders, as the TPU reference's `distort_color`
+      (data/color.py). The ResNet reference has no colour distortion, so 'resnet' rejects it.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top  (slow import)
   if preprocessing not in PREPROCESSINGS:
     raise ValueError(f"imagenet.preprocessing={preprocessing!r} must be one of "
                      f"{sorted(PREPROCESSINGS)}")
+  if color_distortion and preprocessing != "inception":
+    raise ValueError(f"imagenet.color_distortion is Inception's (the {preprocessing!r} "
+                     "reference preprocessing has no colour distortion); set "
+                     "imagenet.preprocessing='inception' or leave color_distortion False")
   if not 0 < eval_resize <= 1:
     raise ValueError(f"imagenet.eval_resize={eval_resize} must lie in (0, 1]")
   if shuffle_buffer < 1:
@@ -331,7 +348,7 @@ def load(data_dir=None, manual_dir=None, preprocessing="resnet", image_size=None
   return StreamedImageNet(
       builder=builder,
       preprocessing=Preprocessing(preprocessing, image_size or PREPROCESSINGS[preprocessing],
-                                  eval_resize),
+                                  eval_resize, bool(color_distortion)),
       num_train=builder.info.splits["train"].num_examples,
       num_test=builder.info.splits["validation"].num_examples,
       shuffle_buffer=shuffle_buffer)
