@@ -18,7 +18,6 @@ from lmc_tf.alignment import matching
 from lmc_tf.alignment import permute
 from lmc_tf.alignment import spec as spec_lib
 from lmc_tf.models import init as init_lib
-from lmc_tf.models import inception_v3
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 
@@ -200,7 +199,7 @@ def test_unknown_layers_are_refused_by_name():
 def test_hash_dropout_is_identity_in_inference_but_not_permutation_equivariant_in_training():
   """Inception's dropout hashes feature positions: the permuted network computes the same
   logits (dropout is off) but, in training, drops other units than the permuted original."""
-  dropout = inception_v3.FeatureHashDropout(0.5)
+  dropout = layers.FeatureHashDropout(0.5)
   x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
   perm = np.random.default_rng(1).permutation(64)
   np.testing.assert_array_equal(dropout(x[:, perm]), x[:, perm])

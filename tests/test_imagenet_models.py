@@ -10,7 +10,6 @@ import tensorflow as tf
 
 from lmc_tf.data import base as data_base
 from lmc_tf.models import blocks
-from lmc_tf.models import inception_v3
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.pruning import baselines
@@ -115,7 +114,7 @@ def test_width_multipliers_give_small_working_models(bind):
 
 
 def test_feature_hash_dropout_is_stateless_per_example_and_off_in_eval():
-  layer = inception_v3.FeatureHashDropout(0.2)
+  layer = layers.FeatureHashDropout(0.2)
   x = tf.constant(np.random.default_rng(0).normal(size=(64, 2048)), tf.float32)
   y = layer(x, training=True).numpy()
   assert not layer.weights
@@ -131,7 +130,7 @@ def test_feature_hash_dropout_is_stateless_per_example_and_off_in_eval():
   nudged = layer(x + 1e-3, training=True).numpy() != 0
   assert (nudged != kept).mean() > 0.2
   np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
-  np.testing.assert_array_equal(inception_v3.FeatureHashDropout(0.0)(x, training=True), x)
+  np.testing.assert_array_equal(layers.FeatureHashDropout(0.0)(x, training=True), x)
 
 
 def _tiny_inception(bind, *bindings):
