@@ -38,6 +38,7 @@ CASES = {
     "resnet50": (_IMAGENET, False),
     "resnet101": (_IMAGENET, False),
     "inception_v3": (dict(_IMAGENET, input_shape=(75, 75, 3)), False),
+    "squeezenet": (dict(_IMAGENET, input_shape=(64, 64, 3), width_multiplier=0.25), False),
 }
 MODEL_NAMES = [pytest.param(name, marks=() if fast else pytest.mark.slow)
                for name, (_, fast) in CASES.items()]
@@ -272,6 +273,9 @@ def test_weight_matching_undoes_a_permutation_and_the_midpoint_is_the_network(na
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_activation_matching_undoes_a_permutation(name):
+  if name == "squeezenet":
+    pytest.skip("without BN, units dead on the probe batches are all zero there, and any "
+                "order of them matches (weight matching still undoes the permutation)")
   model, spec, weights = _network(name)
   perms = permute.random_permutation(spec, 6)
   permuted = permute.apply_permutation(spec, weights, perms)
