@@ -18,7 +18,6 @@ from lmc_tf.alignment import matching
 from lmc_tf.alignment import permute
 from lmc_tf.alignment import spec as spec_lib
 from lmc_tf.models import init as init_lib
-from lmc_tf.models import inception_v3
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 
@@ -39,6 +38,7 @@ CASES = {
     "resnet50": (_IMAGENET, False),
     "resnet101": (_IMAGENET, False),
     "inception_v3": (dict(_IMAGENET, input_shape=(75, 75, 3)), False),
+    "squeezenet": (dict(_IMAGENET, input_shape=(64, 64, 3), width_multiplier=0.25), False),
 }
 MODEL_NAMES = [pytest.param(name, marks=() if fast else pytest.mark.slow)
                for name, (_, fast) in CASES.items()]
@@ -200,7 +200,7 @@ def test_unknown_layers_are_refused_by_name():
 def test_hash_dropout_is_identity_in_inference_but_not_permutation_equivariant_in_training():
   """Inception's dropout hashes feature positions: the permuted network computes the same
   logits (dropout is off) but, in training, drops other units than the permuted original."""
-  dropout = inception_v3.FeatureHashDropout(0.5)
+  dropout = layers.FeatureHashDropout(0.5)
   x = np.random.default_rng(0).standard_normal((8, 64)).astype(np.float32)
   perm = np.random.default_rng(1).permutation(64)
   np.testing.assert_array_equal(dropout(x[:, perm]), x[:, perm])
@@ -273,6 +273,9 @@ def test_weight_matching_undoes_a_permutation_and_the_midpoint_is_the_network(na
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_activation_matching_undoes_a_permutation(name):
+  if name == "squeezenet":
+    pytest.skip("without BN, units dead on the probe batches are all zero there, and any "
+                "order of them matches (weight matching still undoes the permutation)")
   model, spec, weights = _network(name)
   perms = permute.random_permutation(spec, 6)
   permuted = permute.apply_permutation(spec, weights, perms)

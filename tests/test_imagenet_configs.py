@@ -2,7 +2,8 @@
 job (train, instability or imp), then --job=evaluate and --job=report, on the tiny
 imagenet2012 of tests/conftest.py (`imagenet_sample`).
 
-One smoke run costs seconds (ResNet-50 about 6, Inception-v3 about 10 on one CPU core), nearly
+One smoke run costs seconds (ResNet-50 about 6, Inception-v3 about 10, SqueezeNet about 3 on one
+CPU core), nearly
 all of it building, tracing and optimizing the network's train and eval functions, so the smoke
 configs train as few runs as they can.
 """
@@ -32,15 +33,18 @@ from lmc_tf import layout
 from tests.conftest import REPO
 
 CONFIGS = os.path.join(REPO, "gin_configs")
-NETWORKS = ("resnet50_imagenet", "inception_v3_imagenet")
+NETWORKS = ("resnet50_imagenet", "inception_v3_imagenet", "squeezenet_imagenet")
 EXPERIMENTS = ("", "_instability", "_imp")
 
-# Table 1's ImageNet rows: model, preprocessing, lr, warmup, drops, T, weight decay, decay_to.
+# Table 1's ImageNet rows and the Stabilizing paper's Figure 6 SqueezeNet row: model,
+# preprocessing, optimizer, lr, warmup, drops, T, weight decay, decay_to, decay, IMP density.
 TABLE_1 = {
-    "resnet50_imagenet": ("resnet50", "resnet", 0.4, "5ep", ["30ep", "60ep", "80ep"], "90ep",
-                          1e-4, None),
-    "inception_v3_imagenet": ("inception_v3", "inception", 0.03, "0it", [], "171ep", 0.0,
-                              0.005),
+    "resnet50_imagenet": ("resnet50", "resnet", "sgd", 0.4, "5ep", ["30ep", "60ep", "80ep"],
+                          "90ep", 1e-4, None, "linear", 0.3),
+    "inception_v3_imagenet": ("inception_v3", "inception", "sgd", 0.03, "0it", [], "171ep",
+                              0.0, 0.005, "linear", 0.3),
+    "squeezenet_imagenet": ("squeezenet", "resnet", "rmsprop", 0.66, "0it", [], "150ep", 0.0,
+                            6.6e-5, "exponential", 0.5),
 }
 STEPS_PER_EPOCH = 1251  # 1,281,167 training images in batches of 1024
 
@@ -70,7 +74,8 @@ def _parse(path, bindings=()):
 
 @pytest.mark.parametrize("network", NETWORKS)
 def test_imagenet_configs_follow_table_1(network):
-  model, preprocessing, lr, warmup, drops, steps, weight_decay, decay_to = TABLE_1[network]
+  (model, preprocessing, optimizer, lr, warmup, drops, steps, weight_decay, decay_to, decay,
+   density) = TABLE_1[network]
   for experiment in EXPERIMENTS:
     _parse(os.path.join(CONFIGS, f"{network}{experiment}.gin"))
     assert gin.query_parameter("experiment.job") == {
@@ -79,7 +84,7 @@ def test_imagenet_configs_follow_table_1(network):
     assert gin.query_parameter("model.name") == model
     assert gin.query_parameter("imagenet.preprocessing") == preprocessing
     assert _query("imagenet.image_size") is None  # the preprocessing's own: 224 or 299
-    assert gin.query_parameter("optimizer.name") == "sgd"
+    assert gin.query_parameter("optimizer.name") == optimizer
     assert gin.query_parameter("optimizer.momentum") == 0.9
     assert gin.query_parameter("optimizer.learning_rate") == pytest.approx(lr)
     assert _query("optimizer.weight_decay", 0.0) == weight_decay
@@ -88,8 +93,9 @@ def test_imagenet_configs_follow_table_1(network):
     assert _query("lr_schedule.warmup", "0it") == warmup
     assert list(_query("lr_schedule.drops", [])) == drops
     assert _query("lr_schedule.decay_to") == decay_to
+    assert _query("lr_schedule.decay", "linear") == decay
     if experiment == "_imp":
-      assert gin.query_parameter("imp.density") == 0.3
+      assert gin.query_parameter("imp.density") == density
       assert gin.query_parameter("imp.num_inits") == 3
       assert tuple(gin.query_parameter("imp.baselines_to_run")) == imp_settings.BASELINES
     if experiment == "_instability":
@@ -99,6 +105,14 @@ def test_imagenet_configs_follow_table_1(network):
   if model == "inception_v3":
     assert gin.query_parameter("inception_v3.aux_logits") is True
     assert gin.query_parameter("inception_v3.aux_loss_weight") == 0.4
+  if model == "squeezenet":  # the TPU reference's TF1 RMSPropOptimizer
+    assert (gin.query_parameter("optimizer.rho"), gin.query_parameter("optimizer.epsilon"),
+            gin.query_parameter("squeezenet.dropout_rate")) == (0.9, 1.0, 0.5)
+    # Rewinding in epochs, past the paper's epoch 10 of 150.
+    for name in ("imp.rewind_steps", "imp.instability_rewind_steps",
+                 "instability.rewind_steps"):
+      _parse(os.path.join(CONFIGS, f"{network}_{name.split('.')[0]}.gin"))
+      assert list(gin.query_parameter(name)) == [f"{k}ep" for k in (0, 1, 2, 4, 6, 8, 10, 12)]
 
 
 def _learning_rates(network, steps):
@@ -107,7 +121,7 @@ def _learning_rates(network, steps):
   hparams = runner.TrainingHParams()
   total = schedules.parse_steps(hparams.steps, STEPS_PER_EPOCH)
   schedule = schedules.make_schedule(gin.query_parameter("optimizer.learning_rate"),
-                                     STEPS_PER_EPOCH, total)
+                                     STEPS_PER_EPOCH, total)  # the lr_schedule bindings
   return [float(schedule(s)) for s in steps]
 
 
@@ -124,6 +138,11 @@ def test_imagenet_learning_rate_schedules():
   np.testing.assert_allclose(
       _learning_rates("inception_v3_imagenet", [0, total // 2, total - 1, total]),
       [0.03, 0.03 - 0.025 * (total // 2) / total, 0.005 + 0.025 / total, 0.005], rtol=1e-5)
+  # SqueezeNet: 0.66 decaying exponentially to 6.6e-5 over 150 epochs, x0.1 every 37.5.
+  total = 150 * epoch
+  np.testing.assert_allclose(
+      _learning_rates("squeezenet_imagenet", [0, total // 4, total // 2, total]),
+      [0.66, 0.066, 0.0066, 6.6e-5], rtol=1e-4)
 
 
 def _smoke(name):
@@ -232,7 +251,8 @@ def test_imp_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   (k,) = record["rewind_steps"]
   full, pruned = record["inits"]["0"][str(k)]
   assert (full["level"], full["density"]) == (0, 1.0)
-  assert pruned["level"] == 1 and pruned["density"] == pytest.approx(0.3, abs=1e-4)
+  density = gin.query_parameter("imp.density")
+  assert pruned["level"] == 1 and pruned["density"] == pytest.approx(density, abs=1e-4)
   assert sorted(pruned["runs"]) == sorted(("imp",) + baselines)
   for run in list(full["runs"].values()) + list(pruned["runs"].values()):
     _check_run(str(tmp_path / run), 6)
@@ -240,7 +260,8 @@ def test_imp_smoke_runs_end_to_end(network, tmp_path, imagenet_sample):
   for level in summary["levels"]:
     assert all(0 <= a <= 100 for a in level["test_accuracy"].values())
   masks = masks_lib.load(str(tmp_path / pruned["mask_files"]["imp"]))
-  assert masks_lib.density(masks, record["layers_to_ignore"]) == pytest.approx(0.3, abs=1e-4)
+  assert masks_lib.density(masks, record["layers_to_ignore"]) == pytest.approx(density,
+                                                                               abs=1e-4)
   if network == "inception_v3_imagenet":  # the auxiliary classifier is pruned like the rest
     assert {"aux_conv0", "aux_conv1", "aux_dense_out"} <= set(masks)
     assert masks["aux_dense_out"].mean() < 1

@@ -1,4 +1,5 @@
-"""ResNet-50 and Inception-v3 (Table 1's ImageNet networks): counts, padding, aux head, dropout.
+"""ResNet-50, Inception-v3 (Table 1's ImageNet networks) and SqueezeNet (the Stabilizing paper's
+Figure 6): counts, padding, aux head, dropout.
 
 Counting builds the full-size models; everything that runs data uses tiny widths and inputs.
 """
@@ -10,9 +11,9 @@ import tensorflow as tf
 
 from lmc_tf.data import base as data_base
 from lmc_tf.models import blocks
-from lmc_tf.models import inception_v3
 from lmc_tf.models import layers
 from lmc_tf.models import registry
+from lmc_tf.models import squeezenet
 from lmc_tf.pruning import baselines
 from lmc_tf.training import runner
 
@@ -76,6 +77,56 @@ def test_inception_v3_has_torchvisions_parameter_counts_and_two_outputs(bind):
                                 model.get_layer("dense_out").kernel.numpy())
 
 
+def test_squeezenet_is_version_1_0_with_torchvisions_parameter_count(bind):
+  bind()
+  model = registry.build_model(name="squeezenet", init_seed=0)
+  assert model.input.shape == (None, 224, 224, 3) and model.output.shape == (None, 1000)
+  # torchvision's squeezenet1_0 (1.1 has 1,235,496): biases on every conv, no BatchNorm.
+  assert _count(model.trainable_variables) == 1_248_424
+  assert _count(model.variables) == 1_248_424 + 1_244_448  # + the masks
+  prunable = layers.masked_layers(model)
+  assert len(prunable) == 26 and all(l.use_bias for l in prunable)
+  assert _count(l.kernel for l in prunable) == _count(l.mask for l in prunable) == 1_244_448
+  assert not [l for l in model.layers if isinstance(l, layers.BatchNorm)]
+  assert {v.dtype for v in model.variables} == {"float32"}
+  assert registry.spec("squeezenet").layers_to_ignore == ()  # conv10 is pruned
+  # The TPU reference's sizes: 'same' convs, 'valid' pools, 13x13 before the global pool.
+  shapes = {n: model.get_layer(n).output.shape[1:] for n in (
+      "conv1", "conv1_pool", "fire4_pool", "fire8_pool", "fire9", "conv10")}
+  assert shapes == {"conv1": (112, 112, 96), "conv1_pool": (55, 55, 96),
+                    "fire4_pool": (27, 27, 256), "fire8_pool": (13, 13, 512),
+                    "fire9": (13, 13, 512), "conv10": (13, 13, 1000)}
+  assert model.get_layer("fire2_expand3x3").kernel.shape == (3, 3, 16, 64)
+  # Glorot-uniform kernels (bounded by sqrt(6 / (fan_in + fan_out))), zero biases.
+  conv1 = model.get_layer("conv1")
+  assert np.abs(conv1.kernel.numpy()).max() <= np.sqrt(6 / (7 * 7 * 3 + 7 * 7 * 96))
+  assert not conv1.bias.numpy().any()
+
+
+def test_squeezenet_works_small_and_drops_out_statelessly(bind):
+  bind("squeezenet.width_multiplier = 0.0625")
+  model = registry.build_model(name="squeezenet", init_seed=0, input_shape=(29, 29, 3),
+                               num_classes=7)
+  assert model.get_layer("fire8_pool").output.shape[1:3] == (1, 1)
+  assert model.get_layer("conv10").kernel.shape == (1, 1, 32, 7)  # fire9: 2 x 16 channels
+  images = np.random.default_rng(0).normal(size=(4, 29, 29, 3)).astype(np.float32)
+  logits = model(images, training=True).numpy()
+  assert logits.shape == (4, 7) and logits.min() >= 0  # conv10 has the reference's ReLU
+  np.testing.assert_array_equal(model(images, training=True), logits)
+  # The dropout masks fire9's whole map per example (not per pixel), half of it kept.
+  dropout = model.get_layer("dropout")
+  assert dropout.rate == 0.5
+  fire9 = keras.Model(model.input, model.get_layer("fire9").output)(images)
+  keep = np.asarray(dropout.mask(fire9))
+  flat = np.asarray(dropout.mask(tf.reshape(fire9, (4, -1)))).reshape(keep.shape)
+  np.testing.assert_array_equal(keep, flat)
+  big = layers.FeatureHashDropout(0.5).mask(tf.random.stateless_normal((2, 13, 13, 512), (0, 1)))
+  assert abs(np.asarray(big).mean() - 0.5) < 0.01
+  with pytest.raises(ValueError, match="at least 29x29"):
+    registry.build_model(name="squeezenet", input_shape=(28, 28, 3))
+  assert squeezenet.MIN_INPUT == 29
+
+
 def test_fixed_padding_follows_the_tpu_reference(bind):
   assert [blocks.fixed_padding(k) for k in (1, 2, 3, 7)] == [(0, 0), (0, 1), (1, 1), (3, 3)]
   bind("resnet_imagenet.width_multiplier = 0.125")
@@ -115,7 +166,7 @@ def test_width_multipliers_give_small_working_models(bind):
 
 
 def test_feature_hash_dropout_is_stateless_per_example_and_off_in_eval():
-  layer = inception_v3.FeatureHashDropout(0.2)
+  layer = layers.FeatureHashDropout(0.2)
   x = tf.constant(np.random.default_rng(0).normal(size=(64, 2048)), tf.float32)
   y = layer(x, training=True).numpy()
   assert not layer.weights
@@ -131,7 +182,7 @@ def test_feature_hash_dropout_is_stateless_per_example_and_off_in_eval():
   nudged = layer(x + 1e-3, training=True).numpy() != 0
   assert (nudged != kept).mean() > 0.2
   np.testing.assert_array_equal(layer(x, training=False).numpy(), x.numpy())
-  np.testing.assert_array_equal(inception_v3.FeatureHashDropout(0.0)(x, training=True), x)
+  np.testing.assert_array_equal(layers.FeatureHashDropout(0.0)(x, training=True), x)
 
 
 def _tiny_inception(bind, *bindings):

@@ -43,6 +43,7 @@ def _train(model, optimizer, steps):
 @pytest.mark.parametrize("bindings", [
     ["optimizer.name = 'sgd'", "optimizer.momentum = 0.9", "optimizer.weight_decay = 0.05"],
     ["optimizer.name = 'adam'"],
+    ["optimizer.name = 'rmsprop'", "optimizer.epsilon = 1.0", "optimizer.weight_decay = 0.05"],
 ])
 def test_pruned_weights_stay_exactly_zero(bindings, bind):
   bind("optimizer.learning_rate = 0.05", *bindings)

@@ -42,6 +42,27 @@ def test_linear_decay():
                              rtol=1e-6)
 
 
+def test_exponential_decay():
+  s = schedules.PaperSchedule(0.66, total_steps=1000, decay_to=6.6e-5, decay="exponential")
+  np.testing.assert_allclose(_lr(s, [0, 250, 500, 999, 1000, 2000]),
+                             [0.66, 0.066, 6.6e-3, 0.66 * 1e-4 ** 0.999, 6.6e-5, 6.6e-5],
+                             rtol=1e-5)
+  # Continuous, not a staircase: every step lowers the rate.
+  assert np.all(np.diff(_lr(s, range(0, 20))) < 0)
+
+
+def test_make_schedule_decays_linearly_unless_told_otherwise():
+  linear = schedules.make_schedule(0.03, steps_per_epoch=10, total_steps=100, decay_to=0.005)
+  assert linear.decay == "linear" and float(linear(50)) == pytest.approx(0.0175)
+  exponential = schedules.make_schedule(0.66, 10, 100, decay_to=6.6e-5, decay="exponential")
+  assert float(exponential(50)) == pytest.approx(6.6e-3, rel=1e-5)
+  with pytest.raises(ValueError, match="lr_schedule.decay="):
+    schedules.make_schedule(0.1, 10, 100, decay_to=0.01, decay="cosine")
+  with pytest.raises(ValueError, match="lr_schedule.decay_to"):  # never reaches 0
+    schedules.make_schedule(0.1, 10, 100, decay_to=0.0, decay="exponential")
+  schedules.make_schedule(0.1, 10, 100, decay_to=0.0)  # a linear decay can
+
+
 def test_offset_restarts_the_schedule():
   s = schedules.PaperSchedule(0.1, warmup_steps=100, offset=500)
   np.testing.assert_allclose(_lr(s, [500, 550, 600]), [0.0, 0.05, 0.1], rtol=1e-6)

@@ -20,7 +20,6 @@ from typing import Tuple
 
 import keras
 
-from lmc_tf.models import inception_v3
 from lmc_tf.models import layers as layers_lib
 
 _FIXED = 0  # the union-find node of the units that are never permuted
@@ -28,7 +27,7 @@ _FIXED = 0  # the union-find node of the units that are never permuted
 # Layers that act on each channel alone, or on space only: the output carries the input's units.
 _PASS_THROUGH = (
     keras.layers.ReLU, keras.layers.Activation, keras.layers.Dropout,
-    inception_v3.FeatureHashDropout, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
+    layers_lib.FeatureHashDropout, keras.layers.MaxPooling2D, keras.layers.AveragePooling2D,
     keras.layers.ZeroPadding2D, keras.layers.GlobalAveragePooling2D,
     keras.layers.GlobalMaxPooling2D,
 )

@@ -25,8 +25,9 @@ def fixed_padding(kernel_size):
   return total // 2, total - total // 2
 
 
-def conv(x, init, filters, kernel_size, name, strides=1, use_bias=False, padding="fixed"):
-  """A masked conv.
+def conv(x, init, filters, kernel_size, name, strides=1, use_bias=False, padding="fixed",
+         kernel_initializer=None):
+  """A masked conv, its kernel drawn from `kernel_initializer` (default: init.kernel()).
 
   padding='fixed' pads like the references: stride 1 'same'; a strided conv first pads
   explicitly by `fixed_padding` and then convolves 'valid'. TF's 'same' would pad a stride-2
@@ -43,7 +44,9 @@ def conv(x, init, filters, kernel_size, name, strides=1, use_bias=False, padding
                                        name=f"{name}_pad")(x)
       padding = "valid"
   return layers.MaskedConv2D(filters, kernel_size, strides=strides, padding=padding,
-                             use_bias=use_bias, kernel_initializer=init.kernel(),
+                             use_bias=use_bias,
+                             kernel_initializer=(init.kernel() if kernel_initializer is None
+                                                 else kernel_initializer),
                              bias_initializer=init.zeros(), name=name)(x)
 
 

@@ -13,60 +13,12 @@ where torchvision also counts the zero padding at the border.
 
 import gin
 import keras
-import tensorflow as tf
 
 from lmc_tf import errors
-from lmc_tf import hashing
 from lmc_tf.models import blocks
+from lmc_tf.models import layers
 
 BN_EPSILON = 1e-3
-_DROPOUT_SALT = 0x64726F70 * hashing.GOLDEN % 2**64  # "drop": this layer's own hash stream
-
-
-class FeatureHashDropout(keras.layers.Layer):
-  """Inverted dropout on [B, D] features whose mask is a hash of each example's own features.
-
-  keras.layers.Dropout keeps a SeedGenerator state variable in the model, which checkpoints
-  would carry and interpolation would average. Here the mask of example b is a pure function
-  of the float32 bits of its feature vector and the feature index: it changes from example to
-  example and from step to step (as the features do), repeats exactly on a resumed run, and
-  does not depend on the batch or on how it is split across replicas. Identity unless
-  training=True.
-  """
-
-  def __init__(self, rate, **kwargs):
-    super().__init__(**kwargs)
-    if not 0 <= rate < 1:
-      raise ValueError(f"dropout rate {rate} must lie in [0, 1)")
-    self.rate = float(rate)
-
-  def mask(self, inputs):
-    """The 0/1 keep mask for `inputs` [B, D], as a bool tensor."""
-    bits = tf.cast(tf.bitcast(tf.cast(inputs, tf.float32), tf.uint32), tf.uint64)
-    index = tf.cast(tf.range(tf.shape(inputs)[-1], dtype=tf.int64), tf.uint64)
-    salted = hashing.mix64(index + tf.constant(_DROPOUT_SALT, tf.uint64))
-    # One key per example: a sum of per-feature hashes, each < 2**32, so the int64 sum is
-    # exact (no overflow below 2**31 features) and the same in any reduction order.
-    per_feature = tf.bitwise.right_shift(hashing.mix64(bits ^ salted),
-                                         tf.constant(32, tf.uint64))
-    key = tf.reduce_sum(tf.bitcast(per_feature, tf.int64), axis=-1, keepdims=True)
-    draws = hashing.mix64(hashing.mix64(tf.bitcast(key, tf.uint64)) ^ salted)
-    # The top 32 bits as a uniform integer, kept with probability 1 - rate.
-    threshold = tf.constant(int(round((1.0 - self.rate) * 2**32)), tf.uint64)
-    return tf.bitwise.right_shift(draws, tf.constant(32, tf.uint64)) < threshold
-
-  def call(self, inputs, training=False):
-    if not training or self.rate == 0:
-      return inputs
-    # One multiply, so XLA and TF round alike.
-    scale = tf.where(self.mask(inputs), 1.0 / (1.0 - self.rate), 0.0)
-    return inputs * tf.cast(scale, inputs.dtype)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-  def get_config(self):
-    return {**super().get_config(), "rate": self.rate}
 
 
 class _Builder:
@@ -194,7 +146,7 @@ def build(init, input_shape=(299, 299, 3), num_classes=1000, aux_logits=True,
   x = inception_e(x, conv, "Mixed_7b")
   x = inception_e(x, conv, "Mixed_7c")
   x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
-  x = FeatureHashDropout(dropout_rate, name="dropout")(x)
+  x = layers.FeatureHashDropout(dropout_rate, name="dropout")(x)
   logits = blocks.classifier(x, init, num_classes)
   if aux_logits:
     # Built last, so the main network's init does not depend on whether the head is there.

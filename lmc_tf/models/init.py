@@ -3,6 +3,7 @@
 Kernels are He-normal (fan-in, untruncated, like torch.nn.init.kaiming_normal_), BatchNorm
 gamma ~ U[0, 1] and beta = 0, biases 0. Each layer gets its own seed, derived in build order
 from the init seed, so the init does not depend on Keras's global seed or on the data seeds.
+SqueezeNet's reference code draws its kernels Glorot-uniform instead (`glorot`).
 """
 
 import keras
@@ -21,6 +22,10 @@ class SeededInit:
   def kernel(self):
     return keras.initializers.VarianceScaling(
         scale=2.0, mode="fan_in", distribution="untruncated_normal", seed=self._seed())
+
+  def glorot(self):
+    """Glorot-uniform kernels: TF1's xavier_initializer_conv2d (the TPU SqueezeNet's)."""
+    return keras.initializers.GlorotUniform(seed=self._seed())
 
   def gamma(self):
     return keras.initializers.RandomUniform(0.0, 1.0, seed=self._seed())

@@ -3,12 +3,18 @@
 The mask is a non-trainable weight of the layer, so it is saved and restored with every
 checkpoint. The product kernel * mask makes the gradient of a pruned weight exactly zero; a
 pruned weight that starts at zero (`set_mask` zeroes it) therefore stays exactly zero under
-SGD with momentum, coupled L2 weight decay (wd * 0 = 0) and Adam (m = v = 0).
+SGD with momentum, coupled L2 weight decay (wd * 0 = 0), Adam (m = v = 0) and RMSProp (its
+momentum stays 0). The layers without weights to prune that several nets share live here too:
+the fused BatchNorm and the stateless dropout.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from lmc_tf import hashing
+
+_DROPOUT_SALT = 0x64726F70 * hashing.GOLDEN % 2**64  # "drop": the dropout's own hash stream
 
 
 class _MaskMixin:
@@ -101,6 +107,56 @@ def set_masks(model, masks):
                      f"the model's prunable layers are {sorted(layers)}")
   for name, mask in masks.items():
     layers[name].set_mask(mask)
+
+
+class FeatureHashDropout(keras.layers.Layer):
+  """Inverted dropout whose mask is a hash of each example's own features.
+
+  keras.layers.Dropout keeps a SeedGenerator state variable in the model, which checkpoints
+  would carry and interpolation would average. Here the mask of example b is a pure function
+  of the float32 bits of its feature vector and the feature index: it changes from example to
+  example and from step to step (as the features do), repeats exactly on a resumed run, and
+  does not depend on the batch or on how it is split across replicas. Identity unless
+  training=True. Inputs of any rank are seen as [B, D], each example's features flattened
+  (SqueezeNet drops out a feature map); on [B, D] inputs (Inception-v3) the flattening is the
+  identity.
+  """
+
+  def __init__(self, rate, **kwargs):
+    super().__init__(**kwargs)
+    if not 0 <= rate < 1:
+      raise ValueError(f"dropout rate {rate} must lie in [0, 1)")
+    self.rate = float(rate)
+
+  def mask(self, inputs):
+    """The 0/1 keep mask for `inputs` [B, ...], as a bool tensor of their shape."""
+    flat = tf.reshape(tf.cast(inputs, tf.float32), [tf.shape(inputs)[0], -1])
+    bits = tf.cast(tf.bitcast(flat, tf.uint32), tf.uint64)
+    index = tf.cast(tf.range(tf.shape(flat)[-1], dtype=tf.int64), tf.uint64)
+    salted = hashing.mix64(index + tf.constant(_DROPOUT_SALT, tf.uint64))
+    # One key per example: a sum of per-feature hashes, each < 2**32, so the int64 sum is
+    # exact (no overflow below 2**31 features) and the same in any reduction order.
+    per_feature = tf.bitwise.right_shift(hashing.mix64(bits ^ salted),
+                                         tf.constant(32, tf.uint64))
+    key = tf.reduce_sum(tf.bitcast(per_feature, tf.int64), axis=-1, keepdims=True)
+    draws = hashing.mix64(hashing.mix64(tf.bitcast(key, tf.uint64)) ^ salted)
+    # The top 32 bits as a uniform integer, kept with probability 1 - rate.
+    threshold = tf.constant(int(round((1.0 - self.rate) * 2**32)), tf.uint64)
+    keep = tf.bitwise.right_shift(draws, tf.constant(32, tf.uint64)) < threshold
+    return tf.reshape(keep, tf.shape(inputs))
+
+  def call(self, inputs, training=False):
+    if not training or self.rate == 0:
+      return inputs
+    # One multiply, so XLA and TF round alike.
+    scale = tf.where(self.mask(inputs), 1.0 / (1.0 - self.rate), 0.0)
+    return inputs * tf.cast(scale, inputs.dtype)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+  def get_config(self):
+    return {**super().get_config(), "rate": self.rate}
 
 
 def global_moments(inputs):

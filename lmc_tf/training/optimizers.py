@@ -1,4 +1,5 @@
-"""Adam, and SGD with momentum and weight decay, with PyTorch's semantics (SPEC §2).
+"""Adam, and SGD with momentum and weight decay, with PyTorch's semantics (SPEC §2); RMSProp
+with TF1's, for SqueezeNet (the Stabilizing paper's Figure 6 trained it with the TPU reference).
 
 Weight decay is an L2 term added to the gradient, as in torch.optim.SGD(weight_decay=...),
 not Keras's decoupled `weight_decay`. SGD keeps PyTorch's momentum buffer
@@ -70,18 +71,62 @@ class Adam(_CoupledL2, keras.optimizers.Adam):
     super().update_step(self._with_l2(gradient, variable), variable, learning_rate)
 
 
+class RMSProp(_CoupledL2, keras.optimizers.Optimizer):
+  """tf.compat.v1.train.RMSPropOptimizer, which the TPU SqueezeNet trains with.
+
+  ms = rho * ms + (1 - rho) * g^2; mom = momentum * mom + lr * g / sqrt(ms + epsilon);
+  w -= mom. Unlike Keras's RMSprop, the mean square starts at ONES (TF1's slot init), so the
+  first steps are not huge; epsilon sits inside the square root in both. The rate enters the
+  momentum buffer, so a rate change takes effect gradually, as in TF1.
+  """
+
+  def __init__(self, learning_rate, rho=0.9, momentum=0.0, epsilon=1e-10, l2=0.0,
+               name="rmsprop", **kwargs):
+    super().__init__(learning_rate=learning_rate, name=name, **kwargs)
+    self.rho, self.momentum = float(rho), float(momentum)
+    self.epsilon, self.l2 = float(epsilon), float(l2)
+
+  def build(self, variables):
+    if self.built:
+      return
+    super().build(variables)
+    self.mean_squares = self.add_optimizer_variables(variables, "mean_square",
+                                                     initializer="ones")
+    self.momentums = self.add_optimizer_variables(variables, "momentum")
+
+  def update_step(self, gradient, variable, learning_rate):
+    gradient = self._with_l2(gradient, variable)
+    learning_rate = ops.cast(learning_rate, variable.dtype)
+    index = self._get_variable_index(variable)
+    ms, mom = self.mean_squares[index], self.momentums[index]
+    self.assign(ms, ops.add(ops.multiply(ms, self.rho),
+                            ops.multiply(ops.square(gradient), 1.0 - self.rho)))
+    step = ops.divide(ops.multiply(gradient, learning_rate),
+                      ops.sqrt(ops.add(ms, self.epsilon)))
+    self.assign(mom, ops.add(ops.multiply(mom, self.momentum), step))
+    self.assign_sub(variable, mom)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(rho=self.rho, momentum=self.momentum, epsilon=self.epsilon, l2=self.l2)
+    return config
+
+
 @gin.configurable("optimizer", denylist=["steps_per_epoch", "total_steps", "step", "offset"])
 def make_optimizer(steps_per_epoch, total_steps, step=None, offset=0, name=gin.REQUIRED,
                    learning_rate=gin.REQUIRED, momentum=0.9, weight_decay=0.0, nesterov=False,
-                   beta_1=0.9, beta_2=0.999, epsilon=1e-8):
-  """Builds the named optimizer ('sgd' or 'adam') on the run's learning-rate schedule.
+                   beta_1=0.9, beta_2=0.999, epsilon=1e-8, rho=0.9):
+  """Builds the named optimizer ('sgd', 'adam' or 'rmsprop') on the run's learning-rate
+  schedule.
 
   The rate follows `step`, the run's global step, when given; otherwise the optimizer's own
   iteration count. They differ for a copy started at step k: its schedule and data continue
   from k, while its optimizer state (momentum, Adam's moments and bias correction) is fresh.
 
   `weight_decay` is the coupled L2 coefficient of torch.optim (SPEC §2). `epsilon` defaults to
-  PyTorch's 1e-8 (Keras's is 1e-7). `offset` restarts the schedule at that step (Figure 4).
+  PyTorch's 1e-8 (Keras's is 1e-7); it is also RMSProp's, where the SqueezeNet reference
+  binds 1.0. `rho` is RMSProp's decay of the mean square (TF1's `decay`). `offset` restarts
+  the schedule at that step (Figure 4).
   """
   errors.number_in(weight_decay, "optimizer.weight_decay", 0, float("inf"))
   errors.positive_number(learning_rate, "optimizer.learning_rate")
@@ -93,4 +138,8 @@ def make_optimizer(steps_per_epoch, total_steps, step=None, offset=0, name=gin.R
     return SGD(schedule, momentum=momentum, l2=weight_decay, nesterov=nesterov)
   if name == "adam":
     return Adam(schedule, l2=weight_decay, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon)
-  raise ValueError(f"optimizer.name={name!r} must be 'sgd' or 'adam'")
+  if name == "rmsprop":
+    errors.number_in(rho, "optimizer.rho", 0, 1, high_open=True)
+    errors.positive_number(epsilon, "optimizer.epsilon")
+    return RMSProp(schedule, rho=rho, momentum=momentum, epsilon=epsilon, l2=weight_decay)
+  raise ValueError(f"optimizer.name={name!r} must be 'sgd', 'adam' or 'rmsprop'")

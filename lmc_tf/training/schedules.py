@@ -1,8 +1,9 @@
 """Step counts ('500it', '2ep') and the learning-rate schedules of Table 1.
 
 The schedule follows the paper's reference code: lr(t) = base * warmup(t) * drops(t), with
-warmup(t) = min(1, t / warmup_steps) and drops(t) = factor ** (number of drop steps <= t); or,
-for Inception-v3, a linear decay from base to `decay_to` over training.
+warmup(t) = min(1, t / warmup_steps) and drops(t) = factor ** (number of drop steps <= t); or
+a decay from base to `decay_to` over training: linear for Inception-v3, exponential for
+SqueezeNet (the Stabilizing paper's Figure 6).
 """
 
 import re
@@ -45,11 +46,14 @@ def positive_steps(value, steps_per_epoch, name):
   return steps
 
 
+LINEAR, EXPONENTIAL = "linear", "exponential"
+
+
 class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
-  """Warmup, step drops and linear decay, as a function of the global step."""
+  """Warmup, step drops and a linear or exponential decay, as a function of the global step."""
 
   def __init__(self, base_lr, warmup_steps=0, drop_steps=(), drop_factor=0.1,
-               total_steps=None, decay_to=None, offset=0):
+               total_steps=None, decay_to=None, offset=0, decay=LINEAR):
     self.base_lr = float(base_lr)
     self.warmup_steps = int(warmup_steps)
     self.drop_steps = tuple(int(s) for s in drop_steps)
@@ -57,6 +61,7 @@ class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
     self.total_steps = total_steps
     self.decay_to = decay_to
     self.offset = int(offset)  # Figure 4: copies restart the schedule at step k
+    self.decay = decay
 
   def __call__(self, step):
     t = tf.cast(step, tf.float32) - float(self.offset)
@@ -68,24 +73,30 @@ class PaperSchedule(keras.optimizers.schedules.LearningRateSchedule):
       lr *= tf.pow(self.drop_factor, drops)
     if self.decay_to is not None:
       frac = tf.clip_by_value(t / float(self.total_steps), 0.0, 1.0)
-      lr = lr + (float(self.decay_to) - self.base_lr) * frac
+      if self.decay == EXPONENTIAL:  # continuous: base * (decay_to / base) ** (t / T)
+        lr *= tf.pow(float(self.decay_to) / self.base_lr, frac)
+      else:
+        lr = lr + (float(self.decay_to) - self.base_lr) * frac
     return lr
 
   def get_config(self):
     return dict(base_lr=self.base_lr, warmup_steps=self.warmup_steps,
                 drop_steps=self.drop_steps, drop_factor=self.drop_factor,
-                total_steps=self.total_steps, decay_to=self.decay_to, offset=self.offset)
+                total_steps=self.total_steps, decay_to=self.decay_to, offset=self.offset,
+                decay=self.decay)
 
 
 @gin.configurable("lr_schedule", denylist=["base_lr", "steps_per_epoch", "total_steps", "offset"])
 def make_schedule(base_lr, steps_per_epoch, total_steps, offset=0, warmup="0it", drops=(),
-                  drop_factor=0.1, decay_to=None):
+                  drop_factor=0.1, decay_to=None, decay=LINEAR):
   """The schedule of a run, with steps given as ints or '500it' / '2ep'.
 
   Args:
     warmup: length of the linear warmup from 0 to the base rate.
     drops: steps at which the rate is multiplied by `drop_factor`.
-    decay_to: if set, the rate decays linearly from the base rate to this value at the end.
+    decay_to: if set, the rate decays from the base rate to this value at the end.
+    decay: how: 'linear' (Inception-v3) or 'exponential', lr(t) = base * (decay_to / base) **
+      (t / T), continuous (SqueezeNet: 0.66 to 6.6e-5, x0.1 every 37.5 of its 150 epochs).
   """
   warmup_steps = parse_steps(warmup, steps_per_epoch, "lr_schedule.warmup")
   drop_steps = sorted(parse_steps(d, steps_per_epoch, "lr_schedule.drops") for d in drops)
@@ -97,10 +108,13 @@ def make_schedule(base_lr, steps_per_epoch, total_steps, offset=0, warmup="0it",
         f"(T={total_steps} steps); " + (f"the warmup ({warmup_steps}) ends beyond it"
                                         if warmup_steps > total_steps else
                                         f"drops {late} lie beyond it"))
+  if decay not in (LINEAR, EXPONENTIAL):
+    raise ConfigError(f"lr_schedule.decay={decay!r} must be {LINEAR!r} or {EXPONENTIAL!r}")
   if decay_to is not None:
-    number_in(decay_to, "lr_schedule.decay_to", 0, float("inf"))
+    number_in(decay_to, "lr_schedule.decay_to", 0, float("inf"),
+              low_open=decay == EXPONENTIAL)  # an exponential decay never reaches 0
   return PaperSchedule(base_lr, warmup_steps, drop_steps, drop_factor, total_steps,
-                       decay_to, offset)
+                       decay_to, offset, decay)
 
 
 def epoch_steps(start, end, steps_per_epoch):
