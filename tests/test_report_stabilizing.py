@@ -144,3 +144,9 @@ def test_the_report_writes_what_the_summary_supports(kind, expected):
   assert set(report_stabilizing.outputs(summary, "lenet", "LeNet")) == expected
   with pytest.raises(ValueError, match="stabilizing_row"):
     report_stabilizing.outputs(summary, "lenet5", "LeNet")
+
+
+def test_imagenet_rows_have_our_numbers_only():
+  table = stabilizing_tables.figure3_markdown(_summary([_entry(1, 0)]), "squeezenet_imagenet")
+  assert "Squeezenet (ImageNet)" in table and "prints no numbers" in table
+  assert "± 0.6" not in table and "Figure 2" not in table

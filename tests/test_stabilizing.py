@@ -138,11 +138,28 @@ def test_figure_5_and_9_experiments(model, k):
       f"{model}_warmup"][3])
 
 
+@pytest.mark.parametrize("net,density,model", [("resnet50", 0.3, "resnet50"),
+                                               ("inception_v3", 0.3, "inception_v3"),
+                                               ("squeezenet", 0.5, "squeezenet")])
+def test_imagenet_stability_experiments_follow_figure_6(net, density, model):
+  """Figures 7 and 12: one-shot IMP at Figure 6's sparsity, random pruning beside it at
+  every rewind epoch."""
+  _parse(os.path.join(CONFIGS, f"{net}_imagenet_stability.gin"))
+  assert gin.query_parameter("model.name") == model
+  assert gin.query_parameter("imp.density") == density
+  assert gin.query_parameter("imp.stability_baselines") is True
+  assert tuple(gin.query_parameter("imp.baselines_to_run")) == ("random_pruning",)
+  steps = list(gin.query_parameter("imp.rewind_steps"))
+  assert steps[0] == "0ep" and all(s.endswith("ep") for s in steps)
+  assert list(gin.query_parameter("imp.instability_rewind_steps")) == steps
+  assert gin.query_parameter("report.stabilizing_row") == f"{net}_imagenet"
+
+
 def test_every_stabilizing_experiment_has_a_smoke_variant():
   experiments = sorted(os.path.basename(p)[:-4] for p in glob.glob(os.path.join(CONFIGS, "*_*.gin"))
                        if os.path.basename(p)[:-4].endswith(("_stability", "_rewinding",
                                                              "_baselines")))
-  assert len(experiments) == 7 + 2 + 2
+  assert len(experiments) == 7 + 2 + 2 + 3  # and the ImageNet stability configs
   smokes = sorted(os.path.basename(p) for p in glob.glob(os.path.join(SMOKES, "*_smoke.gin")))
   assert smokes == [f"{e}_smoke.gin" for e in experiments]
 

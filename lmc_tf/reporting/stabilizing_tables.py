@@ -38,9 +38,8 @@ def ours(entry, variant, measure, metric):
 
 def paper(row, variant, measure, metric):
   """The paper's (mean, err) of one cell, or None."""
-  if row is None:
-    return None
-  return reference.STABILITY[(measure, metric)][row].get(variant)
+  cells = reference.STABILITY[(measure, metric)].get(row)
+  return None if cells is None else cells.get(variant)
 
 
 def _ratio(random, imp):
@@ -72,7 +71,7 @@ def _full_network_line(summary, row):
                  f"{first['test_accuracy_sd'].get('imp', 0.0):.2f} % (sd over "
                  f"{first['samples']} init{'s' if first['samples'] > 1 else ''})")
   text = f"Full network test accuracy: ours {ours_text}"
-  if row is not None:
+  if row in reference.ACCURACY:
     mean, err = reference.ACCURACY[row]
     text += f"; paper (Figure 2) {mean:g} ± {err:g} %"
   return text
@@ -90,10 +89,13 @@ def figure3_markdown(summary, row=None):
   where = "reset to k = 0" if k == 0 else f"rewound to k = {k} (no k = 0 in this experiment)"
   density = (f"{100 * entry['density']:.1f}% of weights remaining (level {entry['level']})"
              if entry["density"] is not None else f"level {entry['level']}")
+  if row in reference.ACCURACY:
+    theirs = ("the paper: mean ± the min or max over its 18 (data order) or 3 samples, at "
+              f"{reference.SPARSITY[row]:g}% of weights.")
+  else:
+    theirs = "the paper prints no numbers for this network."
   lines.append(f"At {density}, {where}. Ours: mean [min, max] over n samples (pairs of "
-               "copies for data order, inits for pruning and accuracy); the paper: mean ± "
-               "the min or max over its 18 (data order) or 3 samples"
-               + (f", at {reference.SPARSITY[row]:g}% of weights." if row else "."))
+               f"copies for data order, inits for pruning and accuracy); {theirs}")
   lines += ["", "| measure | IMP (ours) | random (ours) | Comp (ours) | IMP (paper) | "
             "random (paper) | Comp (paper) |", "|---|---|---|---|---|---|---|"]
   for measure, metric, label, unit in MEASURES:
