@@ -150,3 +150,15 @@ def test_imagenet_rows_have_our_numbers_only():
   table = stabilizing_tables.figure3_markdown(_summary([_entry(1, 0)]), "squeezenet_imagenet")
   assert "Squeezenet (ImageNet)" in table and "prints no numbers" in table
   assert "± 0.6" not in table and "Figure 2" not in table
+
+
+def test_the_networks_table_puts_each_experiment_over_the_papers_row():
+  summaries = [("lenet", _summary([_entry(10, 0)])), ("squeezenet_imagenet", _summary()),
+               (None, _summary([_entry(1, 0)]))]
+  table = stabilizing_tables.networks_markdown(summaries, "l2")
+  lines = [l for l in table.splitlines() if l.startswith("| ") and "---" not in l][1:]
+  assert lines[0].startswith("| Lenet | ours | 0 | 10.7% | 20 | 60 | 3.0x |")
+  assert lines[1].startswith("| | paper | 0 | 10.7% | 20.7 ± 0.6 | 58.6 ± 4 | 2.8x |")
+  assert lines[2].startswith("| Squeezenet (ImageNet) | ours | — |")  # no stability yet
+  assert lines[3].startswith("| ? | ours | 0 | 80.0% |") and len(lines) == 4
+  assert "22.7 ± 0.5" in stabilizing_tables.networks_markdown(summaries, "angle_deg")

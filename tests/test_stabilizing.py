@@ -186,6 +186,7 @@ def test_lenet_stability_smoke_end_to_end_and_its_distances(tmp_path):
     _parse(smoke, *([f"experiment.job = '{job}'"] if job else []))
     jobs.run(str(tmp_path))
   summary = files.read_json(tmp_path / "summary.json")
+  assert summary["stabilizing_row"] == "lenet"  # recorded by the report
   entries = {e["rewind_step"]: e for e in summary["stability"]}
   assert sorted(entries) == [0, 20]
   for entry in entries.values():

@@ -267,6 +267,8 @@ def imp_report(model_dir, strategy, title=None, pair_figures=report_aligned.PAIR
     written += result["files"]
   summary = imp_summary.summarize(model_dir, files.read_json(layout.imp_record(model_dir)))
   written += _subnetwork_figures(model_dir, summary, title)
+  if stabilizing_row is not None:
+    summary["stabilizing_row"] = stabilizing_row  # for tools/stabilizing_table.py
   files.write_json_atomic(layout.summary(model_dir), summary)
   outputs = {"imp_levels.md": tables.imp_markdown(summary),
              "imp_levels.csv": tables.imp_csv(summary),

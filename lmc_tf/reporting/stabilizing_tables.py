@@ -150,3 +150,40 @@ def stability_vs_k_csv(summary):
                            measure, metric or "", stats["mean"], stats["min"], stats["max"],
                            stats["n"]])
   return out.getvalue()
+
+
+def networks_markdown(summaries, metric="l2"):
+  """The paper's whole Figure 3 (metric 'l2') or Figure 10 ('angle_deg'): one line per
+  network, ours over the paper's. `summaries` is [(row or None, IMP summary)]."""
+  name = {"l2": "Figure 3 (L2 distance)", "angle_deg": "Figure 10 (angle, °)"}[metric]
+  lines = [f"# Stabilizing paper, {name}: ours over the paper's", "",
+           "| network | source | k | weights | data order IMP | random | Comp | "
+           "pruning IMP | random | Comp | accuracy IMP | random |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for row, summary in summaries:
+    entry = reset_entry(summary)
+    label = reference.PAPER_NAMES.get(row, row or "?")
+    if entry is None:
+      lines.append(f"| {label} | ours | — | — |" + " — |" * 8)
+      continue
+    cells = []
+    for measure, m in (("data_order", metric), ("pruning", metric),
+                       ("test_accuracy", None)):
+      stats = [ours(entry, v, measure, m) for v in VARIANTS]
+      cells += [MISSING if s is None else f"{s['mean']:.3g}" for s in stats]
+      if measure != "test_accuracy":
+        cells.append(_ratio_text(_ratio(*(s["mean"] if s else None for s in stats[::-1]))))
+    weights = (f"{100 * entry['density']:.1f}%" if entry["density"] is not None else MISSING)
+    lines.append(f"| {label} | ours | {entry['rewind_step']} | {weights} | "
+                 + " | ".join(cells) + " |")
+    if row in reference.ACCURACY:
+      theirs = []
+      for measure, m in (("data_order", metric), ("pruning", metric),
+                         ("test_accuracy", None)):
+        pair = [paper(row, v, measure, m) for v in VARIANTS]
+        theirs += [_paper_text(c) for c in pair]
+        if measure != "test_accuracy":
+          theirs.append(_ratio_text(_ratio(*(c[0] for c in pair[::-1]))))
+      lines.append(f"| | paper | 0 | {reference.SPARSITY[row]:g}% | " + " | ".join(theirs)
+                   + " |")
+  return "\n".join(lines + [""])
