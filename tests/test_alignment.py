@@ -21,6 +21,8 @@ from lmc_tf.models import init as init_lib
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 _IMAGENET = dict(input_shape=(32, 32, 3), width_multiplier=1 / 16, num_classes=10)
 _CIFAR_RESNET = dict(input_shape=(8, 8, 3), width_multiplier=0.25)
 _VGG = dict(input_shape=(32, 32, 3), width_multiplier=1 / 16)

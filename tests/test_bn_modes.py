@@ -16,6 +16,8 @@ from lmc_tf.models import layers
 from lmc_tf.models import lenet
 from lmc_tf.models import resnet_cifar
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 
 def _data(shape, n=96, seed=0):
   rng = np.random.default_rng(seed)

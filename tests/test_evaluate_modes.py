@@ -17,6 +17,8 @@ from lmc_tf import layout
 from lmc_tf.evaluation import evaluator
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_instability_smoke.gin")
 RESNET_SMOKE = os.path.join(REPO, "gin_configs", "smoke",
                             "resnet20_standard_instability_smoke.gin")

@@ -17,6 +17,8 @@ from lmc_tf.models import squeezenet
 from lmc_tf.pruning import baselines
 from lmc_tf.training import runner
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 
 def _count(variables):
   return sum(int(np.prod(v.shape)) for v in variables)

@@ -17,6 +17,8 @@ from lmc_tf.pruning import masks as masks_lib
 from lmc_tf import files
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_imp_smoke.gin")
 NO_INSTABILITY = ["imp.instability_levels = []"]
 

@@ -23,6 +23,8 @@ from lmc_tf.models import registry
 from lmc_tf.training import checkpoints
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 SMOKE = os.path.join(REPO, "gin_configs", "smoke", "lenet_mnist_inits_smoke.gin")
 T = 60  # the smoke config's training.steps
 

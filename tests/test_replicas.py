@@ -20,6 +20,8 @@ from lmc_tf import files
 from lmc_tf import layout
 from tests.conftest import REPO
 
+pytestmark = pytest.mark.usefixtures("no_graph_optimizer")
+
 FOUR = ["strategy.name = 'mirrored'", "strategy.num_cpu_devices = 4"]
 # ResNet-50 at 1/16 width on 28x28 MNIST: every layer of the real network, in seconds.
 RESNET50 = ["model.name = 'resnet50'", "resnet_imagenet.width_multiplier = 0.0625",
