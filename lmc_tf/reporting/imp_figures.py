@@ -41,15 +41,7 @@ def accuracy_vs_density(summary, title=None):
     ax.axhline(full, color="0.3", linewidth=1, label=f"full network ({full:.2f}%)")
     ax.axhline(full - barrier.MATCHING_MARGIN_PP, color="0.3", linewidth=1, linestyle="--",
                label=f"matching: full − {barrier.MATCHING_MARGIN_PP:g} pp")
-  ax.set_xscale("log")
-  ax.invert_xaxis()
-  ticks = density[::max(1, math.ceil(len(density) / 8))]
-  ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-  ax.xaxis.set_minor_locator(ticker.NullLocator())
-  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-  ax.set_xlabel("weights remaining (%)")
-  ax.set_ylabel("test accuracy (%)")
-  ax.grid(True, alpha=0.3)
+  density_axis(ax, density[::max(1, math.ceil(len(density) / 8))])
   ax.legend(fontsize=8)
   extreme = summary.get("extreme_sparsity")
   if extreme:
@@ -60,6 +52,19 @@ def accuracy_vs_density(summary, title=None):
                f"{summary['rewind_step']})", fontsize=10)
   fig.tight_layout()
   return fig
+
+
+def density_axis(ax, ticks):
+  """Weights remaining (%) on a log x axis, sparser to the right, ticks at `ticks`; test
+  accuracy (%) on y."""
+  ax.set_xscale("log")
+  ax.invert_xaxis()
+  ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
+  ax.xaxis.set_minor_locator(ticker.NullLocator())
+  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
+  ax.set_xlabel("weights remaining (%)")
+  ax.set_ylabel("test accuracy (%)")
+  ax.grid(True, alpha=0.3)
 
 
 SUBNETWORK_COLORS = {"imp": "tab:blue", "random_pruning": "tab:orange",

@@ -10,7 +10,6 @@ Each takes values and returns a Figure; the `report` job renders and writes it.
 
 import math
 
-from matplotlib import ticker
 from matplotlib.figure import Figure
 
 from lmc_tf.reporting import figures
@@ -117,17 +116,10 @@ def _range(values):
 
 
 def _density_axis(ax, densities):
-  """Weights remaining (%), log scale, sparser to the right, ticks at the measured levels."""
-  ax.set_xscale("log")
-  ax.invert_xaxis()
+  """imp_figures.density_axis with ticks at the measured levels, the sparsest always."""
   ticks = sorted(set(densities), reverse=True)[::max(1, math.ceil(len(set(densities)) / 8))]
   ticks[-1] = min(densities)  # the sparsest point has its tick, no closer to its neighbour
-  ax.xaxis.set_major_locator(ticker.FixedLocator(ticks))
-  ax.xaxis.set_minor_locator(ticker.NullLocator())
-  ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:.3g}"))
-  ax.set_xlabel("weights remaining (%)")
-  ax.set_ylabel("test accuracy (%)")
-  ax.grid(True, alpha=0.3)
+  imp_figures.density_axis(ax, ticks)
 
 
 def reset_vs_rewound(summary, rewind_step=None, title=None):
