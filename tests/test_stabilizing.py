@@ -55,7 +55,7 @@ def _query(name, default=None):
 
 
 def _experiments(row):
-  return [p for p in glob.glob(os.path.join(CONFIGS, f"{row}_*.gin"))]
+  return glob.glob(os.path.join(CONFIGS, f"{row}_*.gin"))
 
 
 @pytest.mark.parametrize("row", sorted(FIGURE_2))
@@ -168,6 +168,14 @@ def test_stability_baselines_need_instability_levels(tmp_path):
   _parse(os.path.join(SMOKES, "lenet_mnist_stability_smoke.gin"),
          "imp.instability_levels = []")
   with pytest.raises(errors.ConfigError, match="stability_baselines"):
+    jobs.run(str(tmp_path / "exp"))
+  assert not (tmp_path / "exp" / "runs").exists()
+
+
+def test_a_misspelled_stabilizing_row_fails_before_training(tmp_path):
+  _parse(os.path.join(SMOKES, "lenet_mnist_stability_smoke.gin"),
+         "report.stabilizing_row = 'lenet5'")
+  with pytest.raises(ValueError, match="stabilizing_row='lenet5'"):
     jobs.run(str(tmp_path / "exp"))
   assert not (tmp_path / "exp" / "runs").exists()
 

@@ -31,6 +31,7 @@ from lmc_tf.experiments import imp_plan
 from lmc_tf.experiments import imp_runs
 from lmc_tf.experiments import imp_settings
 from lmc_tf.experiments import steps as steps_lib
+from lmc_tf.reporting import stabilizing_reference
 from lmc_tf.reporting import tables
 from lmc_tf.training import runner
 
@@ -44,6 +45,16 @@ def record(runs):
           "inits": {str(seed): {str(k): runs.level_entries(seed, k)
                                 for k in settings.rewind_steps}
                     for seed in settings.seeds}}
+
+
+def _check_report_row():
+  """A misspelled report.stabilizing_row fails now, not at --job=report after training."""
+  try:
+    row = gin.query_parameter("report.stabilizing_row")
+  except ValueError:
+    return
+  if row is not None:
+    stabilizing_reference.check_row(row)
 
 
 @gin.configurable("imp", denylist=["model_dir", "strategy", "plan_only"])
@@ -74,6 +85,7 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
     plan_only: return the experiment's steps (steps.Experiment) instead of running them, for
       the sweep launcher.
   """
+  _check_report_row()
   data = data_base.get_dataset()
   hparams = runner.TrainingHParams()
   settings = imp_settings.resolve(
