@@ -6,7 +6,10 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
   <run>/                           one training run (the train job's --model_dir, or runs/*)
     checkpoints/ckpt-<step>        kept: rewind points, the start and the end
     checkpoints/resume/ckpt-<step> the newest periodic checkpoint
-    events/{train,eval}/           TensorBoard
+    events/                        TensorBoard (a train job's run; an experiment's runs log
+                                   to the experiment's tensorboard/ instead)
+    lineage.json                   what the run is: experiment, role, k, init, pair, copy,
+                                   seeds, mask, parent run, and its TensorBoard name
     operative_config.gin  run_config.json  final_train_metrics.json  lock.json (while training)
     wall_time.json                 training time so far, over every process (with each checkpoint)
     summary.json                   written last, once: the run is finished
@@ -20,7 +23,10 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
       (another BN mode than 'interpolate': curve_<mode>.json, metrics_<mode>.json, ...;
       copy B aligned: permutation_<method>.json, metrics_<method>[_<mode>].json, ...)
     instability/<variant>-level<L>-init<s>-k<k>/   IMP's sub-experiments (experiments)
-    report/                        figures and tables
+    report/                        figures and tables, report/index.html
+    tensorboard/<name>/            TensorBoard, one run per training run and per pair, named
+                                   by what it is (k=0100/init=0/pair=1/copy=A), and
+                                   tensorboard/experiment/ (instability against k, mean curves)
     summary.json  operative_config.gin  evaluate_operative_config.gin
 
 Run names are hashes of what a run computes (`run_hash`, `training_fingerprint`); a test pins
@@ -30,6 +36,7 @@ them, so old results stay findable.
 import dataclasses
 import hashlib
 import json
+import os
 import re
 
 import gin
@@ -43,6 +50,8 @@ RUN_CONFIG = "run_config.json"
 FINAL_TRAIN_METRICS = "final_train_metrics.json"
 WALL_TIME = "wall_time.json"
 LOCK = "lock.json"
+LINEAGE = "lineage.json"
+TENSORBOARD = "tensorboard"
 CHECKPOINTS = "checkpoints"
 RESUME = "resume"
 CHECKPOINT_PREFIX = "ckpt"
@@ -109,6 +118,56 @@ def checkpoint_step(path):
 
 def events(directory, kind=None):
   return files.join(directory, EVENTS, kind) if kind else files.join(directory, EVENTS)
+
+
+def lineage(run_dir):
+  """What the run is in its experiment (written by the job that trains it)."""
+  return files.join(run_dir, LINEAGE)
+
+
+def tensorboard_home(experiment_dir):
+  """(TensorBoard directory, run-name prefix) of an experiment: its own tensorboard/, or for
+  IMP's sub-experiments, the IMP experiment's, under the sub-experiment's name."""
+  parent, name = os.path.split(files.join(experiment_dir))
+  grandparent, folder = os.path.split(parent)
+  if folder == INSTABILITY and files.exists(imp_record(grandparent)):
+    return files.join(grandparent, TENSORBOARD), name + "/"
+  return files.join(experiment_dir, TENSORBOARD), ""
+
+
+def tensorboard_run(experiment_dir, name):
+  """The TensorBoard run directory of `name` (a run's or a pair's) in an experiment."""
+  root, prefix = tensorboard_home(experiment_dir)
+  return files.join(root, prefix + name)
+
+
+def rewind_name(k, width=5):
+  """k as TensorBoard run names sort it: k=00100 comes before k=01000."""
+  return f"k={int(k):0{width}d}"
+
+
+def rewind_width(manifest):
+  """The digits of the experiment's largest k, so its run names sort by k."""
+  return len(str(max(manifest["rewind_steps"])))
+
+
+def _tensorboard_pair_base(pair, width):
+  if "init_seeds" in pair:  # the inits job: two networks from different inits
+    return "networks/" + "-".join(f"init={s}" for s in pair["init_seeds"])
+  reset = pair["variant"] == "reset" and pair["rewind_step"] > 0
+  return (f"{'reset/' if reset else ''}{rewind_name(pair['rewind_step'], width)}"
+          f"/init={pair['init_seed']}/pair={pair['pair']}")
+
+
+def tensorboard_copy_name(pair, copy, width):
+  """The TensorBoard name of copy `copy` (0: A, 1: B) of an instability pair: what it is in
+  the paper (the pairs of the reset schedule under reset/)."""
+  return f"{_tensorboard_pair_base(pair, width)}/copy={'AB'[copy]}"
+
+
+def tensorboard_pair_name(pair, width):
+  """The TensorBoard name of a pair's interpolation (its curves, instability and HParams)."""
+  return f"{_tensorboard_pair_base(pair, width)}/interpolation"
 
 
 def is_finished(run_dir):

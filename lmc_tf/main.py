@@ -48,7 +48,8 @@ def main(argv):
     print(f"\nResults: {layout.summary(model_dir)}")
   if isinstance(results, dict) and "test_accuracy" in results:
     print(f"Test accuracy: {results['test_accuracy']:.2f}% after {results['final_step']} steps")
-  print(f"TensorBoard: tensorboard --logdir {model_dir}")
+  board = layout.tensorboard_home(model_dir)[0]
+  print(f"TensorBoard: tensorboard --logdir {board if files.exists(board) else model_dir}")
 
 def run():
   app.run(main)

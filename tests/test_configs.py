@@ -68,3 +68,31 @@ def test_lenet_inits_config_trains_as_table_1():
   assert gin.query_parameter("inits.num_inits") == 3
   assert tuple(gin.query_parameter("evaluate.bn_modes")) == ("interpolate", "reset", "repair")
   assert gin.query_parameter("evaluate.num_alphas") == 30
+
+
+NUM_TRAIN = {"mnist": 60000, "cifar10": 50000, "imagenet2012": 1281167}
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p not in OVERLAYS],
+                         ids=lambda p: os.path.relpath(p, REPO))
+def test_config_logs_a_curve_not_a_point(path):
+  """TensorBoard shows a training curve for every run: at least 10 points over T (2 for the
+  smoke configs, whose T is a few dozen iterations)."""
+  from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
+  from lmc_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+  config.parse([path])
+  try:
+    gin.query_parameter("training.steps")
+  except ValueError:
+    pytest.skip("an overlay: binds no T")
+  hparams = runner.TrainingHParams()
+  try:
+    num_train = gin.query_parameter("dataset.max_train_examples")
+  except ValueError:
+    num_train = None
+  num_train = num_train or NUM_TRAIN[gin.query_parameter("dataset.name")]
+  per_epoch = pipeline.steps_per_epoch(num_train, hparams.batch_size)
+  schedule = runner.Schedule.resolve(hparams, num_train)
+  assert schedule.steps_per_epoch == per_epoch
+  points = schedule.total // schedule.log_every
+  assert points >= (2 if "smoke" in path else 10), (schedule.total, schedule.log_every)

@@ -220,6 +220,7 @@ def test_rerun_skips_finished_work(experiment, tmp_path, capsys):
   assert "Evaluated 2/2" in out
   changed = [p for p, t in before.items()
              if os.path.exists(p) and os.path.getmtime(p) != t and "events" not in p
+             and "/tensorboard/" not in p
              and not p.endswith(".gin") and not p.endswith("instability.json")
              and not p.endswith("summary.json")]
   assert not changed, changed
@@ -344,14 +345,69 @@ def test_a_mask_is_applied_to_w_k_before_the_copies_start(tmp_path):
         assert not np.any(layer.kernel.numpy()[masks[layer.name] == 0])
 
 
+def _events(path):
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  acc = event_accumulator.EventAccumulator(str(path), size_guidance={"tensors": 0})
+  acc.Reload()
+  return acc
+
+
 @pytest.mark.slow
 def test_curves_go_to_tensorboard_as_scalars_and_an_image(experiment):
-  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
-  pair_dir = next((experiment / "pairs").iterdir())
-  acc = event_accumulator.EventAccumulator(str(pair_dir / "events"),
-                                           size_guidance={"tensors": 0})
-  acc.Reload()
+  acc = _events(experiment / "tensorboard" / "k=00" / "init=0" / "pair=0" / "interpolation")
   tags = set(acc.Tags()["tensors"])
   assert {"interpolation/test_error", "interpolation/train_loss", "interpolation_curve",
-          "instability/test"} <= tags
-  assert [e.step for e in acc.Tensors("interpolation/test_error")] == [0, 1, 2, 3, 4]
+          "instability/test", "_hparams_/session_start_info"} <= tags
+  # Step is 1000 alpha, so the x axis reads as the position on the path.
+  assert [e.step for e in acc.Tensors("interpolation/test_error")] == [0, 250, 500, 750, 1000]
+  assert "1000 alpha" in acc.SummaryMetadata("interpolation/test_error").summary_description
+
+
+@pytest.mark.slow
+def test_tensorboard_runs_are_named_by_what_they_are_and_runs_record_lineage(experiment):
+  board = experiment / "tensorboard"
+  names = sorted(os.path.relpath(root, board) for root, _, names in os.walk(board)
+                 if any(n.startswith("events.out") for n in names))
+  assert names == ["experiment", "k=00/init=0/pair=0/copy=A", "k=00/init=0/pair=0/copy=B",
+                   "k=00/init=0/pair=0/interpolation", "k=20/init=0/pair=0/copy=A",
+                   "k=20/init=0/pair=0/copy=B", "k=20/init=0/pair=0/interpolation",
+                   "parent/init=0"]
+  manifest = json.loads((experiment / "instability.json").read_text())
+  for pair in manifest["pairs"]:
+    for c, run in enumerate(pair["copies"]):
+      lineage = json.loads((experiment / run / "lineage.json").read_text())
+      assert lineage["role"] == "copy" and lineage["copy"] == "AB"[c]
+      assert lineage["rewind_step"] == pair["rewind_step"] and lineage["pair"] == pair["pair"]
+      assert lineage["seeds"] == {"init_seed": pair["init_seed"], **pair["seeds"][c]}
+      assert lineage["parent"] == pair["parent"] and lineage["run"] == run
+      assert (experiment / run / lineage["tensorboard_dir"]).resolve() == (
+          board / lineage["tensorboard"]).resolve()
+      acc = _events(board / lineage["tensorboard"])
+      # A curve, not a point: T = 60 logged every 30 iterations.
+      assert [e.step for e in acc.Tensors("train/loss")] == [30, 60]
+      assert [e.step for e in acc.Tensors("test/accuracy")] == [60]
+      assert "_hparams_/session_start_info" in acc.Tags()["tensors"]
+  parent = json.loads((experiment / manifest["parents"]["0"]["run"] / "lineage.json").read_text())
+  assert parent["role"] == "parent" and parent["tensorboard"] == "parent/init=0"
+
+
+@pytest.mark.slow
+def test_tensorboard_has_instability_against_k_and_mean_curves(experiment):
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  acc = _events(experiment / "tensorboard" / "experiment")
+  summary = json.loads((experiment / "summary.json").read_text())
+  for split in ("train", "test"):
+    series = acc.Tensors(f"instability_vs_k/{split}")
+    assert [e.step for e in series] == [0, 20]
+    for event in series:
+      assert float(tf.make_ndarray(event.tensor_proto)) == pytest.approx(
+          summary[split][str(event.step)]["instability_mean"], abs=1e-5)
+    # One pair per k: no spread, so the margin collapses onto the mean.
+    lower = acc.Tensors(f"instability_vs_k/{split}_lower")
+    assert [float(tf.make_ndarray(e.tensor_proto)) for e in lower] == pytest.approx(
+        [float(tf.make_ndarray(e.tensor_proto)) for e in series])
+    assert [e.step for e in acc.Tensors(f"interpolation/k=20/{split}_error")] == [
+        0, 250, 500, 750, 1000]
+  assert "custom_scalars__config__" in acc.Tags()["tensors"]
+
+

@@ -35,12 +35,14 @@ def test_train_job_writes_results_checkpoints_config_and_events(tmp_path, bind):
   operative = (tmp_path / "operative_config.gin").read_text()
   assert "training.batch_size = 20" in operative and "model.name = 'lenet_300_100'" in operative
 
-  acc = event_accumulator.EventAccumulator(str(tmp_path / "events" / "train"),
+  acc = event_accumulator.EventAccumulator(str(tmp_path / "events"),
                                            size_guidance={"tensors": 0})
   acc.Reload()
   tags = set(acc.Tags()["tensors"])
-  assert {"loss", "accuracy", "lr", "density", "operative_config"} <= tags
-  assert [e.step for e in acc.Tensors("loss")] == [30, 60]
+  assert {"train/loss", "train/accuracy", "train/lr", "train/density", "test/accuracy",
+          "test/loss", "operative_config"} <= tags
+  assert [e.step for e in acc.Tensors("train/loss")] == [30, 60]
+  assert [e.step for e in acc.Tensors("test/accuracy")] == [60]
   text = acc.Tensors("operative_config")[0].tensor_proto.string_val[0].decode()
   assert "training.batch_size = 20" in text
 

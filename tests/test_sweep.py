@@ -78,7 +78,9 @@ def test_local_two_worker_ray_sweep_runs_every_run_once_and_a_rerun_does_nothing
   for d in (instability_dir, imp_dir):
     for run in glob.glob(os.path.join(d, "runs", "*")):
       if not os.path.basename(run).startswith("parent"):
-        assert len(glob.glob(os.path.join(run, "events", "train", "*"))) == 1, run
+        board = os.path.join(run, files.read_json(os.path.join(run, "lineage.json"))[
+            "tensorboard_dir"])
+        assert len(glob.glob(os.path.join(board, "events.out.*"))) == 1, run
   # The driver wrote IMP's record and summary from the runs on disk, levels in order.
   record = files.read_json(os.path.join(imp_dir, "imp.json"))
   levels = record["inits"]["0"]["0"]

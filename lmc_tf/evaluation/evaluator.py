@@ -34,6 +34,7 @@ from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import evaluate as evaluate_lib
 from lmc_tf.training import schedules
+from lmc_tf.training import summaries
 
 PEAK_RESOLUTION = 1.0 / 240.0  # refine_peak locates the peak to within this much of alpha
 DEFAULT_RANGE = (0.0, 1.0)
@@ -188,6 +189,26 @@ def _checkpoint(model_dir, run, step):
   return layout.checkpoint(layout.run_dir(model_dir, run), step)
 
 
+CURVE_DESCRIPTION = ("{split} {what} of the network (1 - alpha) W_A + alpha W_B. Step: 1000 "
+                     "alpha (0: copy A, 1000: copy B); set smoothing to 0 to see the barrier.")
+INSTABILITY_DESCRIPTION = ("Instability on {split} (percentage points): the highest error on "
+                           "the path minus the mean of the endpoints' errors.")
+
+
+def alpha_step(alpha):
+  """The TensorBoard step of a point at `alpha` on the path."""
+  return int(round(1000 * float(alpha)))
+
+
+def pair_hparams(pair):
+  """A pair's HParams: the paper's coordinates of its interpolation."""
+  values = {"role": "pair", "variant": pair["variant"], "rewind_step": pair["rewind_step"],
+            "init_seed": pair["init_seed"], "pair": pair["pair"]}
+  if "init_seeds" in pair:
+    values["init_seed_b"] = pair["init_seeds"][1]
+  return values
+
+
 def _tag(prefix, key):
   align, mode = key
   parts = [p for p in (align, None if mode == layout.DEFAULT_BN_MODE else mode) if p]
@@ -211,7 +232,9 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=N
   """
   keys = list(keys or plan.keys)
   pair_id = pair["id"]
-  writer = tf.summary.create_file_writer(layout.events(layout.pair_dir(model_dir, pair_id)))
+  name = layout.tensorboard_pair_name(pair, layout.rewind_width(manifest))
+  writer = tf.summary.create_file_writer(layout.tensorboard_run(model_dir, name))
+  summaries.write_hparams(writer, pair_hparams(pair), layout.tensorboard_home(model_dir)[1] + name)
   run_a, run_b = pair["copies"]
   final_a = sweeper.load(_checkpoint(model_dir, run_a, pair["end_step"]))
   final_b = sweeper.load(_checkpoint(model_dir, run_b, pair["end_step"]))
@@ -250,10 +273,12 @@ def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, key, finals, ap
       lambda alpha, weights: bn.weights(mode, alpha, weights))
 
   def log_point(i, point):
-    with writer.as_default(step=i):
+    # Step: 1000 alpha (TensorBoard steps are integers): 0 is copy A, 1000 copy B.
+    with writer.as_default(step=alpha_step(plan.alphas[i])):
       for split, values in point.items():
-        tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_error", values["error"])
-        tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_loss", values["loss"])
+        for what in ("error", "loss"):
+          tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_{what}", values[what],
+                            description=CURVE_DESCRIPTION.format(what=what, split=split))
 
   curve = sweeper.curve(*finals, plan.alphas, layout.curve(model_dir, pair_id, None, mode, align),
                         log_point, transform)
@@ -292,7 +317,8 @@ def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, key, finals, ap
       png = curve_png(metrics["alphas"], {s: metrics[s] for s in splits}, title)
       tf.summary.image(_tag("interpolation_curve", key), tf.image.decode_png(png)[None])
     for split in splits:
-      tf.summary.scalar(f"{_tag('instability', key)}/{split}", metrics[split]["instability"])
+      tf.summary.scalar(f"{_tag('instability', key)}/{split}", metrics[split]["instability"],
+                        description=INSTABILITY_DESCRIPTION.format(split=split))
   return metrics
 
 

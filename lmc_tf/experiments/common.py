@@ -16,6 +16,7 @@ from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.errors import ConfigError
 from lmc_tf.training import runner
+from lmc_tf.training import summaries
 
 
 def write_operative_config(directory, name=layout.OPERATIVE_CONFIG, summary_writer=None):
@@ -118,16 +119,29 @@ def check_directory(directory, job):
     raise _refusal(directory, theirs, mine)
 
 
-def train_run(run_dir, label, strategy, **trainer_kwargs):
-  """Trains one run unless it is finished; writes its summary.json at the end."""
+def train_run(run_dir, label, strategy, lineage=None, **trainer_kwargs):
+  """Trains one run unless it is finished; writes its summary.json at the end.
+
+  `lineage` (lineage()) says what the run is in its experiment: it is written to the run's
+  lineage.json (also for a run found finished, so older experiments gain it), and the run
+  logs to TensorBoard under its lineage's name, with its lineage as HParams.
+  """
+  chief = distribute.is_chief(strategy)
+  if lineage is not None and chief:
+    _record_lineage(run_dir, lineage)
   if layout.is_finished(run_dir):
     print(f"{label}: finished already ({run_dir})", flush=True)
     return files.read_json(layout.summary(run_dir))
-  with owned(run_dir, distribute.is_chief(strategy)):
+  if lineage is not None:
+    trainer_kwargs["events_dir"] = files.join(run_dir, lineage["tensorboard_dir"])
+  with owned(run_dir, chief):
     print(f"{label}: training in {run_dir}", flush=True)
     trainer = runner.Trainer(run_dir, strategy=strategy, **trainer_kwargs)
     if trainer.is_chief:
       write_operative_config(run_dir, summary_writer=trainer.summary_writer)
+      if lineage is not None:
+        summaries.write_hparams(trainer.summary_writer, summaries.run_hparams(lineage),
+                                lineage["tensorboard"])
     trainer.begin()
     results = trainer.train()
     if trainer.is_chief:
@@ -135,15 +149,35 @@ def train_run(run_dir, label, strategy, **trainer_kwargs):
   return results
 
 
+def lineage(experiment_dir, run_dir, tensorboard, role, **fields):
+  """What a run is: its experiment and role, the paper's coordinates of it (`fields`: k,
+  init, pair, copy, level, variant, seeds, mask, parent) and its TensorBoard run name
+  `tensorboard`, under the experiment's tensorboard/ (or IMP's, for a sub-experiment)."""
+  events = layout.tensorboard_run(experiment_dir, tensorboard)
+  root, prefix = layout.tensorboard_home(experiment_dir)
+  return {"experiment": files.relative(experiment_dir, run_dir), "role": role,
+          "run": files.relative(run_dir, experiment_dir), **fields,
+          "tensorboard": prefix + tensorboard,
+          "tensorboard_dir": files.relative(events, run_dir)}
+
+
+def _record_lineage(run_dir, record):
+  """The first job to name a run records its lineage; a run another experiment reuses (IMP's
+  parents, for its sub-experiments) keeps the lineage it was trained under."""
+  path = layout.lineage(run_dir)
+  if not files.exists(path):
+    files.write_json_atomic(path, _as_json(record))
+
+
 def owned(run_dir, chief):
   """The run directory's lock, held while its chief trains it (workers write elsewhere)."""
   return files.DirectoryLock(layout.lock(run_dir)) if chief else contextlib.nullcontext()
 
 
-def training_step(run_dir, label, strategy, **trainer_kwargs):
+def training_step(run_dir, label, strategy, lineage=None, **trainer_kwargs):
   """A Step.run that trains one run (train_run) and says whether it had to."""
   def run():
     finished = layout.is_finished(run_dir)
-    train_run(run_dir, label, strategy, **trainer_kwargs)
+    train_run(run_dir, label, strategy, lineage, **trainer_kwargs)
     return not finished
   return run

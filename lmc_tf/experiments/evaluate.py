@@ -24,6 +24,7 @@ from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import bn_modes as bn_modes_lib
 from lmc_tf.evaluation import evaluator
 from lmc_tf.evaluation import pair_alignment
+from lmc_tf.evaluation import tensorboard_views
 from lmc_tf.experiments import common
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
@@ -244,6 +245,7 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
   done = min(len(m) for m in metrics.values())
   if done and chief:
     files.write_json_atomic(layout.summary(model_dir), summarize(metrics, manifest))
+    tensorboard_views.write(model_dir, manifest, metrics, plan.splits)
   print(f"Evaluated {done}/{len(manifest['pairs'])} pair(s) in "
         f"{time.time() - started:.0f} s; {len(manifest['pairs']) - done} not ready.",
         flush=True)

@@ -65,9 +65,13 @@ class ImpRuns:
 
   def train_parent(self, init_seed, k):
     """Trains W_0 to W_k of `init_seed` (k = 0: just saves W_0)."""
+    run_dir = self.path(self.parent_run(init_seed, k))
+    lineage = common.lineage(
+        self.model_dir, run_dir, f"parent/init={init_seed}/{layout.rewind_name(k)}", "parent",
+        init_seed=init_seed, rewind_step=k,
+        seeds={"init_seed": init_seed, "data_order_seed": 0, "augmentation_seed": 0})
     return common.training_step(
-        self.path(self.parent_run(init_seed, k)), f"parent init {init_seed} to step {k}",
-        init_seed=init_seed, end_step=k, keep_steps=[k], strategy=self.strategy,
+        run_dir, f"parent init {init_seed} to step {k}", lineage=lineage, init_seed=init_seed, end_step=k, keep_steps=[k], strategy=self.strategy,
         data=self.data, hparams=self.hparams)()
 
   def masks(self, seed, k, variant, level):
@@ -109,10 +113,18 @@ class ImpRuns:
     masks = self.masks(seed, k, self.settings.mask_owner(variant), level)
     run_seed = self.settings.run_seed(variant, seed)
     density = masks_lib.density(masks, self.settings.layers_to_ignore)
+    run_dir = self.path(self.run_name(variant, run_seed, k, masks))
+    lineage = common.lineage(
+        self.model_dir, run_dir,
+        f"level={level:02d}/init={seed}/{layout.rewind_name(k)}/{variant}", variant,
+        level=level, density=float(density), init_seed=seed, rewind_step=k, variant=variant,
+        seeds={"init_seed": run_seed, "data_order_seed": 0, "augmentation_seed": 0},
+        mask=layout.mask_file(seed, k, self.settings.mask_owner(variant), level),
+        parent=self.parent_run(run_seed, k))
     return common.training_step(
-        self.path(self.run_name(variant, run_seed, k, masks)),
+        run_dir,
         f"init {seed} k {k} level {level}/{self.settings.levels} ({100 * density:.1f}%) "
-        f"{variant}",
+        f"{variant}", lineage=lineage,
         init_seed=run_seed, start_from=layout.checkpoint(self.path(self.parent_run(run_seed, k)),
                                                          k),
         start_step=k, masks=masks, strategy=self.strategy, data=self.data,

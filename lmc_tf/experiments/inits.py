@@ -109,6 +109,10 @@ def inits(model_dir, strategy, num_inits=3, init_seed=0, plan_only=False):
           layout.run_dir(model_dir, net["run"]),
           f"[{n + 1}/{len(networks)}] network init {net['init_seed']} to step "
           f"{net['end_step']}", strategy=strategy, data=data, hparams=hparams,
+          lineage=common.lineage(
+              model_dir, layout.run_dir(model_dir, net["run"]),
+              f"network/init={net['init_seed']}", "network", init_seed=net["init_seed"],
+              seeds=network_seeds(net["init_seed"])),
           end_step=net["end_step"], **network_seeds(net["init_seed"])))
       for n, net in enumerate(networks)]
   started = time.time()

@@ -129,19 +129,32 @@ def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_e
                     **shared):
   """Each parent's step, then its copies' steps, which read the parent's W_k."""
   experiment_steps = []
+  width = layout.rewind_width(manifest)
   for parent in manifest["parents"].values():
     seed = parent["init_seed"]
     parent_dir = layout.run_dir(model_dir, parent["run"])
+    parent_lineage = common.lineage(
+        model_dir, parent_dir, f"parent/init={seed}", "parent", init_seed=seed,
+        seeds={"init_seed": seed, "data_order_seed": 0, "augmentation_seed": 0},
+        rewind_steps=manifest["rewind_steps"], mask=manifest["mask"])
     experiment_steps.append(steps_lib.Step(parent_key(seed), common.training_step(
-        parent_dir, f"parent init {seed} to step {parent['end_step']}", init_seed=seed,
+        parent_dir, f"parent init {seed} to step {parent['end_step']}", lineage=parent_lineage,
+        init_seed=seed,
         end_step=parent["end_step"], keep_steps=manifest["rewind_steps"], **shared)))
     for n, (key, (pair, run, seeds, c)) in enumerate(copies.items()):
       if pair["init_seed"] != seed:
         continue
       k, end = pair["rewind_step"], pair["end_step"]
+      run_dir = layout.run_dir(model_dir, run)
+      variant = "standard" if k == 0 else pair["variant"]
+      copy_lineage = common.lineage(
+          model_dir, run_dir, layout.tensorboard_copy_name(pair, c, width), "copy",
+          rewind_step=k, init_seed=seed, pair=pair["pair"], copy="AB"[c],
+          variant=variant, seeds={"init_seed": seed, **seeds}, mask=manifest["mask"],
+          parent=parent["run"], start_step=k, end_step=end)
       experiment_steps.append(steps_lib.Step(key, common.training_step(
-          layout.run_dir(model_dir, run),
-          f"[{n + 1}/{len(copies)}] copy {c + 1} of {pair['id']}", init_seed=seed,
+          run_dir, f"[{n + 1}/{len(copies)}] copy {c + 1} of {pair['id']}",
+          lineage=copy_lineage, init_seed=seed,
           start_from=layout.checkpoint(parent_dir, k), start_step=k, end_step=end,
           schedule_offset=k if pair["variant"] == "reset" else 0, masks=masks,
           keep_steps=schedules.epoch_steps(k, end, steps_per_epoch) if every_epoch else (),

@@ -30,6 +30,7 @@ from lmc_tf.training import evaluate
 from lmc_tf.training import optimizers
 from lmc_tf.training import progress as progress_lib
 from lmc_tf.training import schedules
+from lmc_tf.training import summaries
 
 Steps = Union[int, str]
 
@@ -139,13 +140,15 @@ class Trainer:
   Layout of `model_dir`:
     checkpoints/ckpt-<step>         kept: checkpoint_steps, keep_steps, the start and the end
     checkpoints/resume/ckpt-<step>  the newest periodic checkpoint, for resuming
-    events/{train,eval}/            TensorBoard
+    events/                         TensorBoard, unless `events_dir` puts it elsewhere
+                                    (an experiment's runs: <experiment>/tensorboard/<name>)
   """
 
   def __init__(self, model_dir, *, init_seed=0, data_order_seed=0, augmentation_seed=0,
                strategy=None, data=None, hparams=None, masks=None, start_from=None,
-               start_step=0, end_step=None, schedule_offset=0, keep_steps=()):
+               start_step=0, end_step=None, schedule_offset=0, keep_steps=(), events_dir=None):
     self.model_dir = model_dir
+    self.events_dir = events_dir or layout.events(model_dir)
     self.clock = progress_lib.WallClock(layout.wall_time(model_dir), write=False)
     self.seeds = dict(init_seed=int(init_seed), data_order_seed=int(data_order_seed),
                       augmentation_seed=int(augmentation_seed))
@@ -196,8 +199,7 @@ class Trainer:
         self.checkpoint, layout.resume_dir(write_dir), max_to_keep=1,
         checkpoint_name=layout.CHECKPOINT_PREFIX)
     self.summary_writer = (
-        tf.summary.create_file_writer(layout.events(model_dir, "train"))
-        if self.is_chief else tf.summary.create_noop_writer())
+        tf.summary.create_file_writer(self.events_dir) if self.is_chief else tf.summary.create_noop_writer())
     self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
                                              self.hparams.eval_batch_size)
 
@@ -371,9 +373,9 @@ class Trainer:
           lr = float(self.optimizer.learning_rate)
           with writer.as_default(step=step):
             for name, value in train_metrics.items():
-              tf.summary.scalar(name, value)
-            tf.summary.scalar("lr", lr)
-            tf.summary.scalar("density", density)
+              tf.summary.scalar(f"train/{name}", value, description=summaries.DESCRIPTIONS[name])
+            tf.summary.scalar("train/lr", lr, description=summaries.DESCRIPTIONS["lr"])
+            tf.summary.scalar("train/density", density, description=summaries.DESCRIPTIONS["density"])
           progress.report(step, train_metrics)
       print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s", flush=True)
     elif files.exists(layout.final_train_metrics(self.model_dir)):
@@ -383,10 +385,11 @@ class Trainer:
     checkpoints.remove_resume_checkpoints(layout.resume_dir(self._write_dir))
     test = self.evaluator()
     if self.is_chief:
-      with tf.summary.create_file_writer(
-          layout.events(self.model_dir, "eval")).as_default(step=self.step):
-        tf.summary.scalar("accuracy", test["accuracy"])
-        tf.summary.scalar("loss", test["loss"])
+      with writer.as_default(step=self.step):
+        for name in ("accuracy", "loss"):
+          tf.summary.scalar(f"test/{name}", test[name],
+                            description=summaries.DESCRIPTIONS[f"test/{name}"])
+      writer.flush()
     if not self.is_chief:
       files.rmtree(self._write_dir)
     return {"final_step": self.step, "test_accuracy": test["accuracy"],
