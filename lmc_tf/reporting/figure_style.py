@@ -16,6 +16,9 @@ BAND_COLOR = "0.45"
 VARIANT_WORDS = {"standard": "copies trained T − k steps",
                  "reset": "copies trained T steps, LR schedule restarted",
                  "inits": "networks from different inits"}
+# The same, short enough for a panel's title.
+VARIANT_SHORT = {"standard": "copies trained T − k steps",
+                 "reset": "T steps, LR schedule restarted", "inits": "different inits"}
 SUBNETWORK_LABELS = {"imp": "IMP", "random_pruning": "random pruning",
                      "random_reinit": "random reinitialization", "snip": "SNIP"}
 

@@ -52,7 +52,7 @@ def rewind_axis(ax, rewind_steps):
 
   A log axis cannot place k = 0, which is the point of Figure 3. symlog is linear from 0 to the
   smallest positive k and logarithmic above it, so every k sits where its value says, and the
-  axis label states where the scale changes.
+  axis label states where the log scale begins.
   """
   positive = [k for k in rewind_steps if k > 0]
   linthresh = min(positive) if positive else 1
@@ -73,7 +73,7 @@ def rewind_axis(ax, rewind_steps):
   ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: compact(v)))
   # Autoscaling pads in symlog space, which reaches far into negative k; pad by hand instead.
   ax.set_xlim(-0.2 * linthresh, max(max(rewind_steps), linthresh) * 1.3)
-  ax.set_xlabel(f"rewind step k (iterations; linear below {compact(linthresh)}, log above)")
+  ax.set_xlabel(f"rewind step k (iterations; log above {compact(linthresh)})")
 
 
 def stable_line(ax):
@@ -289,7 +289,8 @@ def appendix_c_per_epoch(metrics_list, title=None):
         ax.plot(curve["epochs"], curve["instability_mean"], color=colors[step],
                 label=f"k = {compact(step)}", linewidth=1.5)
       stable_line(ax)
-      ax.set_title(f"{figure_style.variant_words(variant)}, {split} set", fontsize=9)
+      ax.set_title(f"{split} set, {figure_style.VARIANT_SHORT.get(variant, variant)}",
+                   fontsize=9)
       if col == 0:
         ax.set_ylabel("instability (pp)")
       ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
@@ -302,7 +303,8 @@ def appendix_c_per_epoch(metrics_list, title=None):
   for ax in axes.ravel():
     for handle, label in zip(*ax.get_legend_handles_labels()):
       by_label.setdefault(label, handle)
-  fig.legend(list(by_label.values()), list(by_label), loc="outside right upper", fontsize=8)
+  fig.legend(list(by_label.values()), list(by_label), loc="outside lower center",
+             ncols=min(len(by_label), 4), fontsize=8)
   fig.suptitle(heading(title, "instability throughout training (lines: mean over pairs)",
                        samples_text(counts)), fontsize=10)
   return fig
