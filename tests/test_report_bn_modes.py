@@ -258,7 +258,7 @@ def test_mode_figures_name_the_modes_the_band_and_the_marks():
   assert labels == ["BN statistics: interpolated", "BN statistics: reset",
                     "BN statistics: REPAIR", "α = 0 and 1: the copies",
                     "refined peak, one per pair"]
-  assert legend.get_title().get_text().startswith("mean ± sd over pairs")
+  assert legend.get_title().get_text().startswith("mean ± sd over n=2 pairs")
   assert "k = 0" in fig.get_suptitle() and "n = 2" in fig.get_suptitle()
   # Figure 4's variant is never called bare "reset" next to the BN mode.
   fig = bn_figures.modes_interpolation(

@@ -14,6 +14,7 @@ from matplotlib.figure import Figure
 
 from lmc_tf.reporting import bn_figures
 from lmc_tf.reporting import bn_tables
+from lmc_tf.reporting import figure_style
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import width_study
 
@@ -53,6 +54,7 @@ def pair_interpolation(lines_by_key, pair_id, title=None):
                                 linewidth=1.5)
       lo, hi = min(lo, alphas[0]), max(hi, alphas[-1])
     bn_figures.path_axis(ax, split, lo, hi)
+  figure_style.share_y(axes)
   axes[0].set_ylabel("error (%)")
 
   def label(key):
@@ -122,7 +124,9 @@ def barrier_vs_width(agg_by_width, variant, step, title=None):
       ax.set_title(f"{split} set", fontsize=10)
       ax.set_ylabel(axis_label)
       ax.grid(alpha=0.3)
-  bn_figures.legend(fig, list(np.ravel(axes)), ncols=2)
+  for col in range(len(BARRIERS)):  # one quantity a column: its panels share y
+    figure_style.share_y(axes[:, col])
+  bn_figures.legend(fig, list(np.ravel(axes)), ncols=2, counts=counts)
   fig.suptitle(figures.heading(
       title, f"barrier vs width at k = {figures.compact(step)}"
       f"{bn_figures.VARIANT_WORDS.get(variant, f' ({variant})')}",

@@ -15,6 +15,7 @@ from matplotlib.patches import Patch
 
 from lmc_tf import layout
 from lmc_tf.reporting import bn_tables
+from lmc_tf.reporting import figure_style
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
 
@@ -24,7 +25,12 @@ MODE_STYLES = {layout.DEFAULT_BN_MODE: ("0.15", "-"), "reset": ("tab:blue", "--"
 VARIANT_WORDS = {"standard": "", "reset": "; copies trained T steps, LR schedule restarted",
                  "inits": "; networks from different inits"}
 PANEL = (4.2, 3.2)
-BAND_TITLE = "mean ± sd over pairs (line: mean, band: ± 1 sd)"
+BAND_TITLE = "lines: mean, bands: ± 1 sd"
+
+
+def band_title(counts):
+  """The legend's title: 'mean ± sd over n=9 pairs (lines: mean, bands: ± 1 sd)'."""
+  return f"{figure_style.band_label(counts, 'pairs')} ({BAND_TITLE})"
 
 
 # Beside the alignment, a BN mode keeps its colour and the alignment takes the line style: the
@@ -77,9 +83,10 @@ def panels(num, legend_rows=1):
   return fig, fig.subplots(1, num, squeeze=False).ravel()
 
 
-def legend(fig, axes, extra=(), ncols=3):
+def legend(fig, axes, extra=(), ncols=3, counts=None):
   """One legend below the panels: every mode drawn in any panel, each as its line over its
-  band, then the other labelled lines and the `extra` handles."""
+  band, then the other labelled lines and the `extra` handles; its title says what the bands
+  are, over how many pairs (`counts`, the samples of every point drawn)."""
   by_label = {}
   for ax in axes:
     for handle, label in zip(*ax.get_legend_handles_labels()):
@@ -89,7 +96,8 @@ def legend(fig, axes, extra=(), ncols=3):
   for handle in extra:
     by_label.setdefault(handle.get_label(), handle)
   fig.legend(list(by_label.values()), list(by_label), loc="outside lower center",
-             ncols=min(len(by_label), ncols), fontsize=8, title=BAND_TITLE, title_fontsize=8)
+             ncols=min(len(by_label), ncols), fontsize=8,
+             title=band_title(counts) if counts else BAND_TITLE, title_fontsize=8)
 
 
 def _mark_endpoints(ax, curve, key):
@@ -175,6 +183,7 @@ def modes_interpolation(curves_by_mode, variant, step, title=None):
         ax.plot(*zip(*curve["peaks"]), linestyle="none", marker="x", markersize=5,
                 color=key_style(key)[0])
     path_axis(ax, split, lo, hi)
+  figure_style.share_y(axes)
   axes[0].set_ylabel("error (%)")
   extra = []
   if extended:
@@ -183,7 +192,7 @@ def modes_interpolation(curves_by_mode, variant, step, title=None):
   if peaks:
     extra.append(Line2D([], [], color="0.3", marker="x", linestyle="none",
                         label="refined peak, one per pair"))
-  legend(fig, axes, extra, ncols)
+  legend(fig, axes, extra, ncols, counts)
   fig.suptitle(_heading(title, f"error along the path at k = {figures.compact(step)}", keys,
                         variant, figures.samples_text(counts, per="curve")))
   return fig
@@ -222,10 +231,11 @@ def modes_instability(agg_by_mode, variant="standard", title=None):
     ax.set_title(f"{split} set", fontsize=10)
     ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
     ax.grid(alpha=0.3)
+  figure_style.share_y(axes)
   for ax in axes:
     figures.rewind_axis(ax, sorted(steps))
   axes[0].set_ylabel("instability (pp)")
-  legend(fig, axes, ncols=ncols)
+  legend(fig, axes, ncols=ncols, counts=counts)
   fig.suptitle(_heading(title, "instability vs rewind step", keys, variant,
                         figures.samples_text(counts)))
   return fig

@@ -8,10 +8,9 @@
 Each takes values and returns a Figure; the `report` job renders and writes it.
 """
 
-import math
-
 from matplotlib.figure import Figure
 
+from lmc_tf.reporting import figure_style
 from lmc_tf.reporting import figures
 from lmc_tf.reporting import imp_figures
 from lmc_tf.reporting import tables
@@ -19,8 +18,7 @@ from lmc_tf.reporting import tables
 ROWS = (("data_order", "stability to data order"), ("pruning", "stability to pruning"),
         ("test_accuracy", "test accuracy (%)"))
 UNITS = {"l2": "L2 distance", "angle_deg": "angle (°)"}
-LABELS = {"imp": "IMP", "random_pruning": "random pruning",
-          "random_reinit": "random reinitialization", "snip": "SNIP"}
+LABELS = figure_style.SUBNETWORK_LABELS
 
 
 def _stats(measured, measure, metric):
@@ -46,9 +44,9 @@ def _full_network(ax, summary):
     return
   first = levels[0]
   sd, n = first["test_accuracy_sd"].get("imp", 0.0), first["samples"]
-  ax.axhspan(full - sd, full + sd, color="0.6", alpha=0.3, linewidth=0)
-  ax.axhline(full, color="0.3", linewidth=1,
-             label=f"full network (mean ± sd, n = {n} init{'s' if n > 1 else ''})")
+  ax.axhspan(full - sd, full + sd, color="0.6", alpha=0.3, linewidth=0,
+             label=f"full network: {figure_style.band_label([n], 'inits')}")
+  ax.axhline(full, color="0.3", linewidth=1)
 
 
 def stability_vs_k(summary, metric="l2", title=None):
@@ -117,9 +115,7 @@ def _range(values):
 
 def _density_axis(ax, densities):
   """imp_figures.density_axis with ticks at the measured levels, the sparsest always."""
-  ticks = sorted(set(densities), reverse=True)[::max(1, math.ceil(len(set(densities)) / 8))]
-  ticks[-1] = min(densities)  # the sparsest point has its tick, no closer to its neighbour
-  imp_figures.density_axis(ax, ticks)
+  imp_figures.density_axis(ax, densities)
 
 
 def reset_vs_rewound(summary, rewind_step=None, title=None):
