@@ -32,6 +32,7 @@ from lmc_tf.experiments import report_stabilizing
 from lmc_tf.reporting import bn_figures
 from lmc_tf.reporting import bn_tables
 from lmc_tf.reporting import figures
+from lmc_tf.reporting import html
 from lmc_tf.reporting import imp_figures
 from lmc_tf.reporting import tables
 from lmc_tf.reporting import width_study
@@ -158,6 +159,13 @@ def report(model_dir, strategy, title=None, compare=(),
     FileNotFoundError: if the manifest is missing (the instability job has not run).
     ValueError: if the evaluator has not finished any pair yet.
   """
+  result = _report(model_dir, strategy, title, compare, pair_figures, stabilizing_row)
+  index = html.write_index(model_dir)  # last: the page shows every file written above
+  print(f"Report page: {index}", flush=True)
+  return dict(result, files=result["files"] + [index])
+
+
+def _report(model_dir, strategy, title, compare, pair_figures, stabilizing_row):
   if files.exists(layout.imp_record(model_dir)):
     return imp_report(model_dir, strategy, title, pair_figures, stabilizing_row)
   del strategy
