@@ -159,3 +159,20 @@ def test_renders_in_headless_chromium(experiment, tmp_path):
                        check=True, capture_output=True, text=True, timeout=120).stdout
   assert dom.count("<img ") == 2 and "instability_mean" in dom
   shutil.rmtree(tmp_path / "profile", ignore_errors=True)
+
+
+def test_imp_pages_link_sub_experiments_both_ways(experiment):
+  with open(layout.imp_record(experiment), "w") as f:
+    json.dump({}, f)
+  sub = layout.SubExperiment("imp", 3, 0, 0).directory(experiment)
+  _png(os.path.join(layout.report_dir(sub), "figure2_interpolation.png"))
+  with open(layout.manifest(sub), "w") as f:
+    json.dump({"pairs": []}, f)
+  report_html.write_index(experiment)
+  top = _parse(open(layout.report_index(experiment), encoding="utf-8").read())
+  assert "../instability/imp-level03-init0-k0/report/index.html" in top.hrefs
+  text = open(layout.report_index(sub), encoding="utf-8").read()
+  assert "<title>exp: instability, lenet_300_100 on mnist: imp-level03-init0-k0</title>" in text
+  up = "../../../report/index.html"
+  assert up in _parse(text).hrefs
+  assert os.path.exists(os.path.join(layout.report_dir(sub), up))

@@ -26,8 +26,8 @@ body{font-family:system-ui,-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;m
 max-width:1400px;padding:1em 2em;color:#222;line-height:1.45}
 h1{font-size:1.6em;margin-bottom:.2em} h2{border-bottom:2px solid #ddd;padding-bottom:.2em;
 margin-top:1.8em} h3,h4{margin-bottom:.3em} .sub{color:#666;margin-top:0}
-nav a{margin-right:1em} table{border-collapse:collapse;margin:.5em 0 1em;font-size:.9em}
-th,td{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
+nav a{margin-right:1em} table{border-collapse:collapse;margin:.5em 0 1em;font-size:.85em}
+th,td{border:1px solid #ccc;padding:.2em .45em;text-align:left;vertical-align:top}
 th{background:#f2f2f2} tbody tr:nth-child(even){background:#fafafa}
 td.right,th.right{text-align:right;font-variant-numeric:tabular-nums}
 td.center,th.center{text-align:center} .scroll{overflow-x:auto}
@@ -78,9 +78,25 @@ def _read_json(path):
     return None
 
 
+def parent_experiment(experiment_dir):
+  """The IMP experiment that `experiment_dir` is a sub-experiment of, else None."""
+  name = os.path.basename(os.path.normpath(experiment_dir))
+  try:
+    sub = layout.SubExperiment.parse(name)
+  except ValueError:
+    return None
+  parent = files.join(experiment_dir, "..", "..")
+  return parent if files.join(sub.directory(parent)) == files.join(experiment_dir) and (
+      files.exists(layout.imp_record(parent))) else None
+
+
 def title(experiment_dir):
-  """'<directory>: <job>, <model> on <dataset>', from experiment.json where it is."""
+  """'<directory>: <job>, <model> on <dataset>', from experiment.json where it is (an IMP
+  sub-experiment's is its IMP experiment's)."""
   name = os.path.basename(os.path.normpath(experiment_dir)) or experiment_dir
+  parent = parent_experiment(experiment_dir)
+  if parent is not None:
+    return f"{title(parent)}: {name}"
   record = _read_json(layout.experiment_record(experiment_dir)) or {}
   training = record.get("training", {})
   model = training.get("model", {}).get("name")
@@ -107,7 +123,8 @@ def _flatten(value, path=()):
     if all(not isinstance(v, (dict, list)) for v in value) and len(value) <= 8:
       scalars.append((path, ", ".join(map(str, value)) or "(none)"))
     else:
-      scalars.append((path, f"{len(value)} entries (in {layout.SUMMARY})"))
+      noun = "entry" if len(value) == 1 else "entries"
+      scalars.append((path, f"{len(value)} {noun} (in {layout.SUMMARY})"))
   else:
     scalars.append((path, "(none)" if value is None else value))
   return scalars, stats
@@ -238,6 +255,10 @@ def page(experiment_dir):
   body = "\n".join(f'<section id="{key}">\n<h2>{_esc(heading)}</h2>\n{content}\n</section>'
                    for key, heading, content in sections)
   counts = f"{len(images)} figures, {len(tables)} table files"
+  parent = parent_experiment(experiment_dir)
+  if parent is not None:
+    up = _href(layout.report_index(parent), report_dir)
+    nav = f'<a href="{up}">↑ {_esc(title(parent))}</a> ' + nav
   return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
           '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
           f"<title>{_esc(name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
