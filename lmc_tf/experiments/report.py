@@ -153,7 +153,7 @@ def report(model_dir, strategy, title=None, compare=(),
     {"files": the paths written, "table": `tables.aggregate` of the pairs finished in the
     paper's BN mode, "bn_modes": {other mode: its `tables.aggregate`}, "aligned": {method:
     {mode: its `tables.aggregate`}}}, and with `compare`, "width_study":
-    `width_study.aggregate`.
+    `width_study.aggregate`; "index": the path of report/index.html, which shows them all.
 
   Raises:
     FileNotFoundError: if the manifest is missing (the instability job has not run).
@@ -162,7 +162,7 @@ def report(model_dir, strategy, title=None, compare=(),
   result = _report(model_dir, strategy, title, compare, pair_figures, stabilizing_row)
   index = html.write_index(model_dir)  # last: the page shows every file written above
   print(f"Report page: {index}", flush=True)
-  return dict(result, files=result["files"] + [index])
+  return dict(result, index=index)
 
 
 def _report(model_dir, strategy, title, compare, pair_figures, stabilizing_row):
