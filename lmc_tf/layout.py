@@ -23,7 +23,7 @@ and never import the jobs (as open_lth's foundations/paths.py does for open_lth)
       (another BN mode than 'interpolate': curve_<mode>.json, metrics_<mode>.json, ...;
       copy B aligned: permutation_<method>.json, metrics_<method>[_<mode>].json, ...)
     instability/<variant>-level<L>-init<s>-k<k>/   IMP's sub-experiments (experiments)
-    report/                        figures and tables, report/index.html
+    report/                        figures and tables; index.html shows them all on one page
     tensorboard/<name>/            TensorBoard, one run per training run and per pair, named
                                    by what it is (k=0100/init=0/pair=1/copy=A), and
                                    tensorboard/experiment/ (instability against k, mean curves)
@@ -66,6 +66,7 @@ CURVE = "curve.json"
 METRICS = "metrics.json"
 INSTABILITY = "instability"
 REPORT = "report"
+REPORT_INDEX = "index.html"
 
 
 # -- one run ------------------------------------------------------------------------------
@@ -256,8 +257,17 @@ def metrics_modes(experiment_dir, pair_id):
   return [mode for align, mode in metrics_keys(experiment_dir, pair_id) if align is None]
 
 
+def report_dir(experiment_dir):
+  return files.join(experiment_dir, REPORT)
+
+
 def report_file(experiment_dir, name):
   return files.join(experiment_dir, REPORT, name)
+
+
+def report_index(experiment_dir):
+  """The report's one static page: every figure and table, the config, the raw JSON."""
+  return files.join(experiment_dir, REPORT, REPORT_INDEX)
 
 
 def mask_file(init_seed, rewind_step, variant, level):

@@ -228,6 +228,9 @@ def test_report_writes_figures_and_tables(tmp_path, capsys):
   for name in ("figure2_interpolation.png", "figure3_instability.png"):
     _assert_png(out_dir / name)
   assert not list(out_dir.glob("*.tmp-*"))
+  assert result["index"] == str(out_dir / "index.html")  # written last: it shows them all
+  page = (out_dir / "index.html").read_text()
+  assert all(f'src="{name}"' in page for name in names if name.endswith(".png"))
   assert result["table"]["standard"]["test"][0]["instability_mean"] == pytest.approx(3.0)
   markdown = (out_dir / "instability.md").read_text()
   assert "8 of 8 pairs evaluated" in markdown

@@ -32,6 +32,7 @@ from lmc_tf.experiments import report_stabilizing
 from lmc_tf.reporting import bn_figures
 from lmc_tf.reporting import bn_tables
 from lmc_tf.reporting import figures
+from lmc_tf.reporting import html
 from lmc_tf.reporting import imp_figures
 from lmc_tf.reporting import tables
 from lmc_tf.reporting import width_study
@@ -152,12 +153,19 @@ def report(model_dir, strategy, title=None, compare=(),
     {"files": the paths written, "table": `tables.aggregate` of the pairs finished in the
     paper's BN mode, "bn_modes": {other mode: its `tables.aggregate`}, "aligned": {method:
     {mode: its `tables.aggregate`}}}, and with `compare`, "width_study":
-    `width_study.aggregate`.
+    `width_study.aggregate`; "index": the path of report/index.html, which shows them all.
 
   Raises:
     FileNotFoundError: if the manifest is missing (the instability job has not run).
     ValueError: if the evaluator has not finished any pair yet.
   """
+  result = _report(model_dir, strategy, title, compare, pair_figures, stabilizing_row)
+  index = html.write_index(model_dir)  # last: the page shows every file written above
+  print(f"Report page: {index}", flush=True)
+  return dict(result, index=index)
+
+
+def _report(model_dir, strategy, title, compare, pair_figures, stabilizing_row):
   if files.exists(layout.imp_record(model_dir)):
     return imp_report(model_dir, strategy, title, pair_figures, stabilizing_row)
   del strategy
