@@ -215,8 +215,13 @@ ALIGN_METHODS = ("weight_matching", "activation_matching")
 _KEY = re.compile(r"^metrics(?:_(%s))?(?:_([a-z]+))?\.json$" % "|".join(ALIGN_METHODS))
 
 
+def key_parts(align, mode):
+  """The parts that name an (alignment, BN mode) in files and tags: none for the paper's."""
+  return [p for p in (align, None if mode == DEFAULT_BN_MODE else mode) if p]
+
+
 def _with_key(name, mode, align):
-  parts = [p for p in (align, None if mode == DEFAULT_BN_MODE else mode) if p]
+  parts = key_parts(align, mode)
   if not parts:
     return name
   stem, ext = name.rsplit(".", 1)

@@ -79,7 +79,6 @@ def test_config_logs_a_curve_not_a_point(path):
   """TensorBoard shows a training curve for every run: at least 10 points over T (2 for the
   smoke configs, whose T is a few dozen iterations)."""
   from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
-  from lmc_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   config.parse([path])
   try:
     gin.query_parameter("training.steps")
@@ -91,8 +90,6 @@ def test_config_logs_a_curve_not_a_point(path):
   except ValueError:
     num_train = None
   num_train = num_train or NUM_TRAIN[gin.query_parameter("dataset.name")]
-  per_epoch = pipeline.steps_per_epoch(num_train, hparams.batch_size)
   schedule = runner.Schedule.resolve(hparams, num_train)
-  assert schedule.steps_per_epoch == per_epoch
   points = schedule.total // schedule.log_every
   assert points >= (2 if "smoke" in path else 10), (schedule.total, schedule.log_every)

@@ -195,11 +195,6 @@ INSTABILITY_DESCRIPTION = ("Instability on {split} (percentage points): the high
                            "the path minus the mean of the endpoints' errors.")
 
 
-def alpha_step(alpha):
-  """The TensorBoard step of a point at `alpha` on the path."""
-  return int(round(1000 * float(alpha)))
-
-
 def pair_hparams(pair):
   """A pair's HParams: the paper's coordinates of its interpolation."""
   values = {"role": "pair", "variant": pair["variant"], "rewind_step": pair["rewind_step"],
@@ -210,9 +205,7 @@ def pair_hparams(pair):
 
 
 def _tag(prefix, key):
-  align, mode = key
-  parts = [p for p in (align, None if mode == layout.DEFAULT_BN_MODE else mode) if p]
-  return "_".join([prefix] + parts)
+  return "_".join([prefix] + layout.key_parts(*key))
 
 
 def _name(key):
@@ -232,9 +225,10 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=N
   """
   keys = list(keys or plan.keys)
   pair_id = pair["id"]
-  name = layout.tensorboard_pair_name(pair, layout.rewind_width(manifest))
-  writer = tf.summary.create_file_writer(layout.tensorboard_run(model_dir, name))
-  summaries.write_hparams(writer, pair_hparams(pair), layout.tensorboard_home(model_dir)[1] + name)
+  root, prefix = layout.tensorboard_home(model_dir)
+  name = prefix + layout.tensorboard_pair_name(pair, layout.rewind_width(manifest))
+  writer = tf.summary.create_file_writer(files.join(root, name))
+  summaries.write_hparams(writer, pair_hparams(pair), name)
   run_a, run_b = pair["copies"]
   final_a = sweeper.load(_checkpoint(model_dir, run_a, pair["end_step"]))
   final_b = sweeper.load(_checkpoint(model_dir, run_b, pair["end_step"]))
@@ -274,7 +268,7 @@ def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, key, finals, ap
 
   def log_point(i, point):
     # Step: 1000 alpha (TensorBoard steps are integers): 0 is copy A, 1000 copy B.
-    with writer.as_default(step=alpha_step(plan.alphas[i])):
+    with writer.as_default(step=summaries.alpha_step(plan.alphas[i])):
       for split, values in point.items():
         for what in ("error", "loss"):
           tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_{what}", values[what],

@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from lmc_tf import files
 from lmc_tf import layout
+from lmc_tf.training import summaries
 
 RUN = "experiment"
 
@@ -45,12 +46,6 @@ def _series(name, description, points, margin_chart_series):
       value=name, lower=name + "_lower", upper=name + "_upper"))
 
 
-def _key_tag(key):
-  align, mode = key
-  parts = [p for p in (align, None if mode == layout.DEFAULT_BN_MODE else mode) if p]
-  return "/".join(parts)
-
-
 def _write(metrics_by_key, splits, width):
   k_charts, curve_charts = [], {}
   for key, metrics_by_pair in metrics_by_key.items():
@@ -58,36 +53,33 @@ def _write(metrics_by_key, splits, width):
     variants = sorted({variant for variant, _ in groups}, key=lambda v: v != "standard")
     for split in splits:
       for variant in variants:
-        prefix = "/".join(p for p in ("reset" if variant == "reset" else "", _key_tag(key))
-                          if p)
-        name = f"instability_vs_k/{prefix + '/' if prefix else ''}{split}"
+        prefix = "/".join((["reset"] if variant == "reset" else []) + layout.key_parts(*key))
+        path, label = (f"{prefix}/", f" ({prefix})") if prefix else ("", "")
+        mine = {k: group for (v, k), group in groups.items() if v == variant}
         series = []
-        points = [(k, *_stats([m[split]["instability"] for m in group]), len(group))
-                  for (v, k), group in groups.items() if v == variant]
-        n = min(p[3] for p in points)
-        _series(name, f"Instability on {split} (pp): mean over the pairs (n >= {n}) at each "
-                f"rewind step; _lower/_upper are mean -/+ sd. Step: the rewind step k.",
-                [p[:3] for p in points], series)
+        _series(f"instability_vs_k/{path}{split}",
+                f"Instability on {split} (pp): mean over the pairs (n >= "
+                f"{min(map(len, mine.values()))}) at each rewind step; _lower/_upper are mean "
+                "-/+ sd. Step: the rewind step k.",
+                [(k, *_stats([m[split]["instability"] for m in group]))
+                 for k, group in mine.items()], series)
         k_charts.append(layout_pb2.Chart(
-            title=f"Instability vs k, {split}{' (' + prefix + ')' if prefix else ''}: mean "
-                  f"± sd over pairs", margin=layout_pb2.MarginChartContent(series=series)))
-        for (v, k), group in groups.items():
-          if v != variant:
-            continue
-          alphas = group[0]["alphas"]
+            title=f"Instability vs k, {split}{label}: mean ± sd over pairs",
+            margin=layout_pb2.MarginChartContent(series=series)))
+        for k, group in mine.items():
           mean, sd = _stats([m[split]["errors"] for m in group])
-          curve = f"interpolation/{prefix + '/' if prefix else ''}{layout.rewind_name(k, width)}"
           series = []
-          _series(f"{curve}/{split}_error",
+          _series(f"interpolation/{path}{layout.rewind_name(k, width)}/{split}_error",
                   f"Mean {split} error (%) over the {len(group)} pair(s) at k = {k} along "
                   "(1 - alpha) W_A + alpha W_B; _lower/_upper are mean -/+ sd. Step: 1000 "
                   "alpha (0: copy A, 1000: copy B).",
-                  [(round(1000 * a), m, s) for a, m, s in zip(alphas, mean, sd)], series)
-          curve_charts.setdefault(f"Interpolation, {split}{' (' + prefix + ')' if prefix else ''}"
-                                  , []).append(layout_pb2.Chart(
-              title=f"k = {k}: {split} error along the path, mean ± sd over {len(group)} "
-                    "pair(s); x = 1000 alpha",
-              margin=layout_pb2.MarginChartContent(series=series)))
+                  [(summaries.alpha_step(a), m, s)
+                   for a, m, s in zip(group[0]["alphas"], mean, sd)], series)
+          curve_charts.setdefault(f"Interpolation, {split}{label}", []).append(
+              layout_pb2.Chart(
+                  title=f"k = {k}: {split} error along the path, mean ± sd over {len(group)} "
+                        "pair(s); x = 1000 alpha",
+                  margin=layout_pb2.MarginChartContent(series=series)))
   categories = [layout_pb2.Category(title="Instability vs rewind step k", chart=k_charts)]
   categories += [layout_pb2.Category(title=title, chart=charts, closed=True)
                  for title, charts in curve_charts.items()]

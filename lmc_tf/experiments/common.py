@@ -153,12 +153,17 @@ def lineage(experiment_dir, run_dir, tensorboard, role, **fields):
   """What a run is: its experiment and role, the paper's coordinates of it (`fields`: k,
   init, pair, copy, level, variant, seeds, mask, parent) and its TensorBoard run name
   `tensorboard`, under the experiment's tensorboard/ (or IMP's, for a sub-experiment)."""
-  events = layout.tensorboard_run(experiment_dir, tensorboard)
   root, prefix = layout.tensorboard_home(experiment_dir)
+  events = files.join(root, prefix + tensorboard)
   return {"experiment": files.relative(experiment_dir, run_dir), "role": role,
           "run": files.relative(run_dir, experiment_dir), **fields,
           "tensorboard": prefix + tensorboard,
           "tensorboard_dir": files.relative(events, run_dir)}
+
+
+def parent_seeds(init_seed):
+  """The seeds of a run on the parent's data order and augmentation (seed 0 for both)."""
+  return {"init_seed": init_seed, "data_order_seed": 0, "augmentation_seed": 0}
 
 
 def _record_lineage(run_dir, record):

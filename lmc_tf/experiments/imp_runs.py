@@ -69,10 +69,11 @@ class ImpRuns:
     lineage = common.lineage(
         self.model_dir, run_dir, f"parent/init={init_seed}/{layout.rewind_name(k)}", "parent",
         init_seed=init_seed, rewind_step=k,
-        seeds={"init_seed": init_seed, "data_order_seed": 0, "augmentation_seed": 0})
+        seeds=common.parent_seeds(init_seed))
     return common.training_step(
-        run_dir, f"parent init {init_seed} to step {k}", lineage=lineage, init_seed=init_seed, end_step=k, keep_steps=[k], strategy=self.strategy,
-        data=self.data, hparams=self.hparams)()
+        run_dir, f"parent init {init_seed} to step {k}", lineage=lineage, init_seed=init_seed,
+        end_step=k, keep_steps=[k], strategy=self.strategy, data=self.data,
+        hparams=self.hparams)()
 
   def masks(self, seed, k, variant, level):
     """The mask of `variant` at `level`, from its file, or computed and saved (atomically)."""
@@ -118,7 +119,7 @@ class ImpRuns:
         self.model_dir, run_dir,
         f"level={level:02d}/init={seed}/{layout.rewind_name(k)}/{variant}", variant,
         level=level, density=float(density), init_seed=seed, rewind_step=k, variant=variant,
-        seeds={"init_seed": run_seed, "data_order_seed": 0, "augmentation_seed": 0},
+        seeds=common.parent_seeds(run_seed),
         mask=layout.mask_file(seed, k, self.settings.mask_owner(variant), level),
         parent=self.parent_run(run_seed, k))
     return common.training_step(

@@ -135,7 +135,7 @@ def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_e
     parent_dir = layout.run_dir(model_dir, parent["run"])
     parent_lineage = common.lineage(
         model_dir, parent_dir, f"parent/init={seed}", "parent", init_seed=seed,
-        seeds={"init_seed": seed, "data_order_seed": 0, "augmentation_seed": 0},
+        seeds=common.parent_seeds(seed),
         rewind_steps=manifest["rewind_steps"], mask=manifest["mask"])
     experiment_steps.append(steps_lib.Step(parent_key(seed), common.training_step(
         parent_dir, f"parent init {seed} to step {parent['end_step']}", lineage=parent_lineage,

@@ -198,8 +198,8 @@ class Trainer:
     self.resume = tf.train.CheckpointManager(
         self.checkpoint, layout.resume_dir(write_dir), max_to_keep=1,
         checkpoint_name=layout.CHECKPOINT_PREFIX)
-    self.summary_writer = (
-        tf.summary.create_file_writer(self.events_dir) if self.is_chief else tf.summary.create_noop_writer())
+    self.summary_writer = (tf.summary.create_file_writer(self.events_dir) if self.is_chief
+                           else tf.summary.create_noop_writer())
     self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
                                              self.hparams.eval_batch_size)
 
@@ -372,10 +372,9 @@ class Trainer:
         if step % schedule.log_every == 0 or step == end:
           lr = float(self.optimizer.learning_rate)
           with writer.as_default(step=step):
-            for name, value in train_metrics.items():
-              tf.summary.scalar(f"train/{name}", value, description=summaries.DESCRIPTIONS[name])
-            tf.summary.scalar("train/lr", lr, description=summaries.DESCRIPTIONS["lr"])
-            tf.summary.scalar("train/density", density, description=summaries.DESCRIPTIONS["density"])
+            for name, value in {**train_metrics, "lr": lr, "density": density}.items():
+              tf.summary.scalar(f"train/{name}", value,
+                                description=summaries.DESCRIPTIONS[name])
           progress.report(step, train_metrics)
       print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s", flush=True)
     elif files.exists(layout.final_train_metrics(self.model_dir)):

@@ -22,9 +22,13 @@ DESCRIPTIONS = {
 _BOUND = ("training.batch_size", "training.steps", "optimizer.name", "optimizer.learning_rate",
           "optimizer.momentum", "optimizer.weight_decay", "lr_schedule.warmup_steps",
           "model.name", "dataset.name")
-
-
 _NOT_SHOWN = ("experiment", "tensorboard_dir")  # paths, the same for every run
+
+
+def alpha_step(alpha):
+  """The TensorBoard step of a point at `alpha` on an interpolation path: 1000 alpha (steps
+  are integers), so 0 is copy A and 1000 copy B."""
+  return int(round(1000 * float(alpha)))
 
 
 def hparam_value(value):
