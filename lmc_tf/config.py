@@ -13,22 +13,72 @@ from gin import config_parser
 
 from lmc_tf.errors import ConfigError  # noqa: F401  (config.ConfigError, for callers)
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 REPO_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                             "gin_configs")
 
 
-def quiet_logs():
-  """Keeps the console to what a user acts on (--verbosity=0 shows everything)."""
+class _LogFilter(std_logging.Filter):
+  """What reaches the terminal and the log file.
+
+  lmc_tf's own lines from INFO up; other libraries' (TF's checkpoint saves and sharding
+  times, gin, matplotlib), even through absl's logger, from WARNING up (everything at
+  --verbosity=1); and never TF's advice to reuse tf.functions (each run of an experiment
+  builds its own model, by design) or gin's "Path not found" for each place it looked before
+  finding an included file.
+  """
+
+  def __init__(self, verbose):
+    super().__init__()
+    self.verbose = verbose
+
+  def filter(self, record):
+    message = record.getMessage()
+    if "triggered tf.function retracing" in message or message.startswith("Path not found"):
+      return False
+    return (self.verbose or record.levelno >= std_logging.WARNING
+            or record.pathname.startswith(_PACKAGE))
+
+
+class _TerminalFormatter(std_logging.Formatter):
+  """A bare line for INFO (progress stays one short line), 'warning: ' / 'error: ' above."""
+
+  def format(self, record):
+    message = super().format(record)
+    if record.levelno >= std_logging.ERROR:
+      return f"error: {message}"
+    if record.levelno >= std_logging.WARNING:
+      return f"warning: {message}"
+    return message
+
+
+def setup_logging(log_dir=None, program="lmc_tf", verbosity=None):
+  """Sends every line through absl logging, so --verbosity, --log_dir and --alsologtostderr work.
+
+  With `log_dir`, absl's log files (PROGRAM.INFO, ...) in it get every line in absl's format,
+  and the terminal gets warnings and errors (--stderrthreshold) or everything
+  (--alsologtostderr). Without it, the terminal gets bare lines. `verbosity` sets absl's where
+  no flags were parsed (a Ray worker).
+  """
+  from absl import flags  # pylint: disable=g-import-not-at-top
   from absl import logging  # pylint: disable=g-import-not-at-top
-  logging.set_verbosity(logging.WARNING)  # TF logs every checkpoint save at INFO
-  # Each run of an experiment builds its own model and tf.functions, by design; TF's advice
-  # to reuse them is noise here.
-  std_logging.getLogger("tensorflow").addFilter(
-      lambda record: "triggered tf.function retracing" not in record.getMessage())
-  # gin logs each place it looked for an included file before the one where it found it; a
-  # file it cannot find anywhere is still an error.
-  std_logging.getLogger().addFilter(
-      lambda record: not record.getMessage().startswith("Path not found"))
+  logging.use_absl_handler()  # app.run has installed it already; a Ray worker has not
+  if verbosity is not None:
+    if not flags.FLAGS.is_parsed():
+      flags.FLAGS.mark_as_parsed()  # absl's defaults, without its "before flag parsing" note
+    logging.set_verbosity(verbosity)
+  handler = logging.get_absl_handler()
+  if log_dir:
+    try:
+      os.makedirs(log_dir, exist_ok=True)
+      handler.use_absl_log_file(program_name=program, log_dir=log_dir)
+    except OSError as e:
+      raise ConfigError(f"--log_dir={log_dir} cannot hold log files: {e}") from None
+  else:
+    handler.setFormatter(_TerminalFormatter())
+  for old in [f for f in handler.filters if isinstance(f, _LogFilter)]:
+    handler.removeFilter(old)
+  handler.addFilter(_LogFilter(verbose=logging.get_verbosity() >= logging.DEBUG))
 
 
 def register_configurables():

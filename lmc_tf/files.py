@@ -14,6 +14,7 @@ import time
 import uuid
 import zipfile
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -216,8 +217,8 @@ class DirectoryLock:
             f"{os.path.dirname(self.path)} is in use by process {who.get('pid')} on "
             f"{who.get('host')} (lock {self.path}); wait for it to finish, or delete the "
             "lock if that process is gone")
-      print(f"note: taking over the stale lock {self.path} of a process that is gone "
-            f"({holder})", flush=True)
+      logging.warning(f"taking over the stale lock {self.path} of a process that is gone "
+                      f"({holder})")
       try:
         tf.io.gfile.remove(self.path)
       except tf.errors.NotFoundError:

@@ -3,6 +3,7 @@
 A static table, as open_lth's runner_registry: the job modules do not import it.
 """
 
+from absl import logging
 import gin
 import tensorflow as tf
 
@@ -27,7 +28,8 @@ JOBS = {
 }
 # Jobs that refuse a directory holding another config's experiment (report only reads).
 CHECKED = ("train", "instability", "imp", "inits", "evaluate")
-PLANNABLE = ("instability", "imp", "inits")  # jobs that can hand out their steps (experiments/steps.py)
+# Jobs that can hand out their steps (experiments/steps.py).
+PLANNABLE = ("instability", "imp", "inits")
 
 
 def job_names():
@@ -62,6 +64,6 @@ def run(model_dir, job_override=None, job="train", deterministic=True, plan_only
     common.check_directory(model_dir, name)
   if plan_only:
     return JOBS[name](model_dir, strategy, plan_only=True)
-  print(f"Job {name!r} in {model_dir} with {type(strategy).__name__} "
-        f"({strategy.num_replicas_in_sync} replica(s))", flush=True)
+  logging.info(f"Job {name!r} in {model_dir} with {type(strategy).__name__} "
+               f"({strategy.num_replicas_in_sync} replica(s))")
   return JOBS[name](model_dir, strategy)

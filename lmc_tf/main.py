@@ -2,6 +2,11 @@ r"""lmc_tf entry point.
 
   python -m lmc_tf.main --gin_file=gin_configs/lenet_mnist.gin --model_dir=runs/lenet \
       [--gin_bindings='training.steps="2ep"'] [--job=evaluate]
+
+Progress and warnings go through absl logging, to stderr: --verbosity=-1 keeps warnings only,
+--verbosity=1 adds other libraries' INFO lines (TF's checkpoint saves), and --log_dir=DIR
+writes every line to DIR/lmc_tf.INFO as well (warnings still on the terminal; everything with
+--alsologtostderr). The results, the TensorBoard command and the report's tables go to stdout.
 """
 
 import os
@@ -11,6 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TF's C++ start-up chatter
 
 from absl import app
 from absl import flags
+from absl import logging
 
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s), parsed in order.")
 flags.DEFINE_multi_string("gin_bindings", [], "gin bindings that override the files.")
@@ -18,6 +24,9 @@ flags.DEFINE_multi_string("gin_search_path", [], "extra directories to look up g
 flags.DEFINE_string("model_dir", None, "run directory: checkpoints, events, results.")
 flags.DEFINE_string("job", None, "run this job instead of the config's experiment.job.")
 FLAGS = flags.FLAGS
+# With --log_dir, warnings still reach the terminal as well as the log file (absl's default
+# threshold is 'fatal').
+FLAGS.set_default("stderrthreshold", "warning")
 
 
 def main(argv):
@@ -28,20 +37,19 @@ def main(argv):
   if not FLAGS.model_dir:
     raise app.UsageError("--model_dir is required")
   from lmc_tf import config  # pylint: disable=g-import-not-at-top  (TF import is slow)
-  if not FLAGS["verbosity"].present:
-    config.quiet_logs()
   from lmc_tf import files  # pylint: disable=g-import-not-at-top
   from lmc_tf import jobs  # pylint: disable=g-import-not-at-top
   from lmc_tf import layout  # pylint: disable=g-import-not-at-top
   from lmc_tf.training import runner  # pylint: disable=g-import-not-at-top
   try:
+    config.setup_logging(log_dir=FLAGS.log_dir)
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_path)
     results = jobs.run(FLAGS.model_dir, job_override=FLAGS.job)
   except (config.ConfigError, ValueError, FileNotFoundError) as e:
-    print(f"error: {e}", file=sys.stderr)
+    logging.error("%s", e)
     sys.exit(2)
   except runner.NonFiniteLossError as e:
-    print(f"error: {e}", file=sys.stderr)
+    logging.error("%s", e)
     sys.exit(3)
   model_dir = files.absolute(FLAGS.model_dir)
   if layout.is_finished(model_dir):

@@ -27,6 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+from absl import logging  # noqa: E402
 
 flags.DEFINE_multi_string("gin_file", [], "gin config file(s) of the experiment.")
 flags.DEFINE_multi_string("gin_bindings", [], "gin bindings that override the files.")
@@ -41,6 +42,7 @@ flags.DEFINE_float("gpus_per_run", 0, "GPUs each run asks Ray for.")
 flags.DEFINE_float("tpus_per_run", 0, "TPU chips each run asks Ray for (Ray's 'TPU' resource).")
 flags.DEFINE_bool("dry_run", False, "list the steps and their dependencies; run nothing.")
 FLAGS = flags.FLAGS
+FLAGS.set_default("stderrthreshold", "warning")  # as lmc_tf.main: warnings on the terminal
 
 
 def plan(config_text, model_dir, with_strategy=False):
@@ -66,7 +68,7 @@ def run_step(config_text, model_dir, key, *unused_deps):
   The dependencies arrive as (unused) arguments: that is how Ray orders the tasks.
   """
   from lmc_tf import config  # pylint: disable=g-import-not-at-top
-  config.quiet_logs()
+  config.setup_logging(verbosity=logging.INFO)  # the worker's lines reach Ray's log stream
   started = time.time()
   trained = plan(config_text, model_dir, with_strategy=True).step(key).run()
   return {"key": key, "trained": bool(trained), "host": socket.gethostname(),
@@ -94,17 +96,17 @@ def sweep(config_text, model_dir, ray_address=None, num_cpus=None, cpus_per_run=
     for step in experiment.steps:
       refs[step.key] = task.remote(config_text, model_dir, step.key,
                                    *[refs[d] for d in step.deps])
-    print(f"Sweep: {len(refs)} runs submitted to Ray "
-          f"({ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
-          f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs in the cluster)", flush=True)
+    logging.info(f"Sweep: {len(refs)} runs submitted to Ray "
+                 f"({ray.cluster_resources().get('CPU', 0):.0f} CPUs, "
+                 f"{ray.cluster_resources().get('GPU', 0):.0f} GPUs in the cluster)")
     results, pending = [], list(refs.values())
     while pending:
       done, pending = ray.wait(pending, num_returns=1)
       result = ray.get(done[0])
       results.append(result)
-      print(f"[{len(results)}/{len(refs)}] {result['key']}: "
-            f"{'trained' if result['trained'] else 'finished already'} on {result['host']} "
-            f"({result['seconds']} s)", flush=True)
+      logging.info(f"[{len(results)}/{len(refs)}] {result['key']}: "
+                   f"{'trained' if result['trained'] else 'finished already'} on "
+                   f"{result['host']} ({result['seconds']} s)")
   finally:
     if own_session:
       ray.shutdown()
@@ -120,12 +122,11 @@ def main(argv):
   import gin  # pylint: disable=g-import-not-at-top
   from lmc_tf import config  # pylint: disable=g-import-not-at-top
   from lmc_tf import files  # pylint: disable=g-import-not-at-top
-  if not FLAGS["verbosity"].present:
-    config.quiet_logs()
   try:
+    config.setup_logging(log_dir=FLAGS.log_dir)
     config.parse(FLAGS.gin_file, FLAGS.gin_bindings, FLAGS.gin_search_path)
   except config.ConfigError as e:
-    print(f"error: {e}", file=sys.stderr)
+    logging.error("%s", e)
     sys.exit(2)
   # The whole config as text, includes resolved: every task parses exactly this.
   config_text = gin.config_str()
@@ -137,7 +138,7 @@ def main(argv):
   try:
     import ray  # noqa: F401  pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
-    print("error: the sweep launcher needs Ray: pip install -e '.[cluster]'", file=sys.stderr)
+    logging.error("the sweep launcher needs Ray: pip install -e '.[cluster]'")
     sys.exit(2)
   results, _ = sweep(config_text, model_dir, FLAGS.ray_address, FLAGS.num_cpus,
                      FLAGS.cpus_per_run, FLAGS.gpus_per_run, FLAGS.tpus_per_run)

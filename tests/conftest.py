@@ -1,6 +1,7 @@
 """Shared fixtures. TF is set up here, before any test touches it: four logical CPU devices
 (for MirroredStrategy on a CPU) and op determinism."""
 
+import logging
 import os
 import sys
 
@@ -53,6 +54,19 @@ def bind():
     gin.clear_config()
     config.parse([], TINY + list(bindings))
   return _bind
+
+
+@pytest.fixture
+def console(capsys, caplog):
+  """console(): what a job said since the last call, as one text: its progress and warnings
+  (absl logging, INFO up) and its printed results (stdout)."""
+  caplog.set_level(logging.INFO)
+
+  def _read():
+    text = "\n".join([r.getMessage() for r in caplog.records] + [capsys.readouterr().out])
+    caplog.clear()
+    return text
+  return _read
 
 
 @pytest.fixture

@@ -65,7 +65,7 @@ def _trainer(run_dir, end_step=None):
 
 
 def test_an_unreadable_checkpoint_is_set_aside_and_the_newest_intact_one_resumes(
-    tmp_path, bind, capsys):
+    tmp_path, bind, console):
   bind("training.checkpoint_steps = ['20it']")
   uninterrupted, _ = _trainer(str(tmp_path / "whole"))
   uninterrupted.train()
@@ -76,7 +76,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_newest_intact_one_resumes
     _truncate(part)
   trainer, step = _trainer(run)
   assert step == 20
-  out = capsys.readouterr().out
+  out = console()
   assert f"{run}/checkpoints/ckpt-40 cannot be read" in out
   assert glob.glob(f"{run}/checkpoints/ckpt-40.unreadable-*.index")  # renamed, not deleted
   trainer.train()
@@ -88,7 +88,7 @@ def test_an_unreadable_checkpoint_is_set_aside_and_the_newest_intact_one_resumes
     np.testing.assert_array_equal(whole[key], resumed[key], err_msg=key)
 
 
-def test_with_no_intact_checkpoint_the_run_restarts_and_says_so(tmp_path, bind, capsys):
+def test_with_no_intact_checkpoint_the_run_restarts_and_says_so(tmp_path, bind, console):
   bind()
   run = str(tmp_path)
   trainer, _ = _trainer(run, end_step=30)
@@ -97,7 +97,7 @@ def test_with_no_intact_checkpoint_the_run_restarts_and_says_so(tmp_path, bind, 
     _truncate(index)
   _, step = _trainer(run)
   assert step == 0
-  assert "no intact checkpoint" in capsys.readouterr().out
+  assert "no intact checkpoint" in console()
 
 
 def test_summary_is_written_once_and_survives_a_kill_after_the_final_checkpoint(
@@ -169,7 +169,7 @@ def test_an_unreadable_resume_checkpoint_set_aside_outlives_the_end_of_the_run(
   assert not glob.glob(f"{resume}/ckpt-30.index")
 
 
-def test_an_unreadable_wall_time_is_named_and_the_run_goes_on(tmp_path, bind, capsys):
+def test_an_unreadable_wall_time_is_named_and_the_run_goes_on(tmp_path, bind, console):
   run = str(tmp_path)
   bind()
   trainer, _ = _trainer(run, end_step=30)
@@ -177,7 +177,7 @@ def test_an_unreadable_wall_time_is_named_and_the_run_goes_on(tmp_path, bind, ca
   _truncate(layout.wall_time(run))
   trainer, step = _trainer(run)
   assert step == 30
-  assert f"{layout.wall_time(run)} cannot be read" in capsys.readouterr().out
+  assert f"{layout.wall_time(run)} cannot be read" in console()
   assert trainer.train()["wall_time_s"] >= 0
 
 
@@ -191,7 +191,7 @@ def test_a_damaged_result_file_is_named(tmp_path):
 
 @pytest.mark.slow
 def test_the_evaluator_recomputes_a_damaged_pair_and_skips_an_unreadable_copy(
-    tmp_path, capsys):
+    tmp_path, console):
   exp = str(tmp_path / "exp")
   for job in ("instability", "evaluate"):
     gin.clear_config()
@@ -207,11 +207,11 @@ def test_the_evaluator_recomputes_a_damaged_pair_and_skips_an_unreadable_copy(
   copy_dir = layout.run_dir(exp, unreadable["copies"][1])
   for part in glob.glob(layout.checkpoint(copy_dir, unreadable["end_step"]) + ".data-*"):
     _truncate(part)
-  capsys.readouterr()
+  console()
   gin.clear_config()
   config.parse([SMOKE], [])
   summary = jobs.run(exp, job_override="evaluate")
-  out = capsys.readouterr().out
+  out = console()
   assert f"{layout.metrics(exp, damaged['id'])} is not valid JSON" in out
   assert f"pair {unreadable['id']} not evaluated" in out
   assert "cannot be read" in out

@@ -103,13 +103,13 @@ def test_summary_lists_levels_with_every_variant(experiment):
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_levels(experiment, tmp_path, capsys):
+def test_rerun_skips_finished_levels(experiment, tmp_path, console):
   import shutil  # pylint: disable=g-import-not-at-top
   exp = tmp_path / "exp"
   shutil.copytree(experiment, exp)
-  capsys.readouterr()
+  console()
   _run(exp, None, *NO_INSTABILITY)
-  out = capsys.readouterr().out
+  out = console()
   assert "training in" not in out
   assert out.count("finished already") >= 13  # parent(s), 4 IMP levels, 3 x 3 baselines
 

@@ -212,7 +212,7 @@ def test_every_bn_mode_of_the_paper_configs_evaluates_the_pairs(experiment, tmp_
 
 
 def test_a_rerun_skips_finished_networks_and_resumes_an_unfinished_one(experiment, tmp_path,
-                                                                      capsys):
+                                                                      console):
   target = _copy(experiment, tmp_path)
   manifest = files.read_json(layout.manifest(str(target)))
   runs = [layout.run_dir(str(target), n["run"]) for n in manifest["parents"].values()]
@@ -221,18 +221,18 @@ def test_a_rerun_skips_finished_networks_and_resumes_an_unfinished_one(experimen
   os.remove(layout.summary(runs[1]))
   for path in glob.glob(layout.checkpoint(runs[1], T) + ".*"):
     os.remove(path)
-  capsys.readouterr()
+  console()
   _run(target)
-  out = capsys.readouterr().out
+  out = console()
   assert out.count("finished already") == 2
   assert f"Resuming from {layout.checkpoint(runs[1], 0)} (step 0)" in out
   assert layout.is_finished(runs[1])
   resumed = _weights(layout.checkpoint(runs[1], T))
   for key, value in final.items():
     np.testing.assert_array_equal(value, resumed[key])  # op determinism: the same W_T
-  capsys.readouterr()
+  console()
   _run(target)
-  assert capsys.readouterr().out.count("finished already") == 3
+  assert console().count("finished already") == 3
 
 
 def test_a_directory_of_another_config_is_refused_before_anything_is_written(experiment,

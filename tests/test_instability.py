@@ -209,13 +209,13 @@ def test_summary_holds_statistics_per_split_and_rewind_step(experiment):
 
 
 @pytest.mark.slow
-def test_rerun_skips_finished_work(experiment, tmp_path, capsys):
+def test_rerun_skips_finished_work(experiment, tmp_path, console):
   exp = _copy(experiment, tmp_path)
   before = {p: os.path.getmtime(p) for p in map(str, exp.rglob("*"))}
-  capsys.readouterr()
+  console()
   _run(exp, "instability")
   _run(exp, "evaluate")
-  out = capsys.readouterr().out
+  out = console()
   assert out.count("finished already") == 5  # the parent and four copies
   assert "Evaluated 2/2" in out
   changed = [p for p, t in before.items()
@@ -308,7 +308,7 @@ def test_evaluator_killed_mid_sweep_resumes_without_redoing_points(experiment, t
 
   rerun = _main(killed, "evaluate", *many)
   assert rerun.returncode == 0, rerun.stdout[-2000:]
-  assert f"{len(measured)}/120 alpha points already measured" in rerun.stdout
+  assert f"{len(measured)}/120 alpha points already measured" in rerun.stderr  # absl logging
   for path in reference.glob("pairs/*/metrics.json"):
     want = json.loads(path.read_text())
     got = json.loads((killed / path.relative_to(reference)).read_text())

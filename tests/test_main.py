@@ -16,8 +16,9 @@ LENET = os.path.join(REPO, "gin_configs", "lenet_mnist.gin")
 
 
 def _main(model_dir, *bindings, **kwargs):
+  """lmc_tf.main on LeNet with `bindings`; an item starting with -- is a flag."""
   cmd = [PYTHON, "-m", "lmc_tf.main", f"--gin_file={LENET}", f"--model_dir={model_dir}"]
-  cmd += [f"--gin_bindings={b}" for b in bindings]
+  cmd += [b if b.startswith("--") else f"--gin_bindings={b}" for b in bindings]
   return subprocess.run(cmd, env=python_env(), cwd=REPO, capture_output=True, text=True,
                         timeout=300, **kwargs)
 
@@ -75,10 +76,53 @@ def test_sigkill_mid_run_then_rerun_ends_bit_identical(tmp_path):
 
   rerun = _main(killed_dir, *RESUME)
   assert rerun.returncode == 0, rerun.stderr[-2000:]
-  assert "Resuming from" in rerun.stdout
+  assert "Resuming from" in rerun.stderr
   final = lambda d: checkpoints.checkpoint_tensors(  # noqa: E731
       tf.train.latest_checkpoint(str(d / "checkpoints")))
   ref, resumed = final(tmp_path / "ref"), final(killed_dir)
   assert ref.keys() == resumed.keys()
   for key in ref:
     np.testing.assert_array_equal(ref[key], resumed[key], err_msg=key)
+
+
+TINY_RUN = ["dataset.max_train_examples = 600", "dataset.max_test_examples = 200",
+            "training.steps = '60it'", "training.log_every = '30it'",
+            "training.checkpoint_every = '30it'"]
+
+
+def _said(stream):
+  """The lines lmc_tf logged to a stream, without TF's C++ start-up notes."""
+  return [l for l in stream.splitlines() if l and "absl::InitializeLog" not in l
+          and not l.startswith("I0000 ")]
+
+
+@pytest.mark.slow
+def test_absl_logging_flags_route_progress_and_warnings(tmp_path):
+  """--log_dir writes every line to LOG_DIR/lmc_tf.INFO in absl's format and keeps the
+  terminal to warnings; --verbosity=-1 keeps warnings only; results stay on stdout."""
+  logs = tmp_path / "logs"
+  run = tmp_path / "run"
+  logged = _main(run, *TINY_RUN, f"--log_dir={logs}")
+  assert logged.returncode == 0, logged.stderr[-2000:]
+  assert "Test accuracy" in logged.stdout and "step 30/60" not in logged.stdout
+  assert _said(logged.stderr) == []
+  text = (logs / "lmc_tf.INFO").read_text()
+  progress = [l for l in text.splitlines() if "step 30/60 ( 50%)" in l]
+  assert len(progress) == 1 and progress[0].startswith("I") and "progress.py:" in progress[0]
+  assert "steps/s | ETA" in progress[0] and "Job 'train'" in text
+  assert "Sharding callback" not in text  # TF's own INFO lines need --verbosity=1
+
+  # A warning reaches the terminal, bare, and the log file.
+  os.remove(run / "summary.json")
+  with open(run / "wall_time.json", "w") as f:
+    f.write("{")
+  warned = _main(run, *TINY_RUN)
+  assert warned.returncode == 0, warned.stderr[-2000:]
+  said = _said(warned.stderr)
+  assert any(l.startswith("warning: ") and "wall_time_s counts this process" in l
+             for l in said), said
+  assert any(l.startswith("Resuming from ") for l in said), said
+
+  quiet = _main(run, *TINY_RUN, "--verbosity=-1")
+  assert quiet.returncode == 0 and _said(quiet.stderr) == []
+  assert "Results:" in quiet.stdout

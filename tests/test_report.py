@@ -218,7 +218,7 @@ def test_figures_name_the_experiment_and_the_samples():
 # --- the job -------------------------------------------------------------------------------------
 
 
-def test_report_writes_figures_and_tables(tmp_path, capsys):
+def test_report_writes_figures_and_tables(tmp_path, console):
   make_experiment(str(tmp_path))
   result = report.report(str(tmp_path), None)
   out_dir = tmp_path / "report"
@@ -237,7 +237,7 @@ def test_report_writes_figures_and_tables(tmp_path, capsys):
   assert "| standard | test | 25 | 4 | 1.00 | 0.41 |" in markdown
   assert (out_dir / "instability.csv").read_text() == tables.to_csv(result["table"])
 
-  out = capsys.readouterr().out
+  out = console()
   assert "8 of 8 pairs evaluated" in out
   assert "k =      0:   3.00 ±  1.83 pp  (n = 4)  stable: no" in out
   assert "k =     25:   1.00 ±  0.41 pp  (n = 4)  stable: yes" in out
@@ -258,10 +258,10 @@ def test_report_with_both_variants_and_per_epoch(tmp_path):
   assert len(csv_rows) == 1 + 8  # header + 2 variants × 2 splits × 2 k
 
 
-def test_report_on_a_partially_evaluated_experiment(tmp_path, capsys):
+def test_report_on_a_partially_evaluated_experiment(tmp_path, console):
   make_experiment(str(tmp_path), evaluated=5)
   result = report.report(str(tmp_path), None)
-  assert "5 of 8 pairs evaluated" in capsys.readouterr().out
+  assert "5 of 8 pairs evaluated" in console()
   assert "5 of 8 pairs evaluated" in (tmp_path / "report" / "instability.md").read_text()
   test = result["table"]["standard"]["test"]
   assert test[0]["samples"] == 4 and test[25]["samples"] == 1

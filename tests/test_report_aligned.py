@@ -2,7 +2,6 @@
 files (no training): 2 pairs from different inits, naive and weight-matched, each with BN
 statistics interpolated and reset; and 3 such experiments at widths ×1, ×2, ×4."""
 
-import contextlib
 import csv
 import io
 import json
@@ -88,11 +87,9 @@ def make_experiment(directory, keys=KEYS, width=1.0, config=None, record=None):
       json.dump(record, f)
 
 
-def _run(directory, **kwargs):
-  printed = io.StringIO()
-  with contextlib.redirect_stdout(printed):
-    result = report.report(str(directory), None, title="ResNet-20", **kwargs)
-  return result, printed.getvalue()
+def _run(console, directory, **kwargs):
+  result = report.report(str(directory), None, title="ResNet-20", **kwargs)
+  return result, console()
 
 
 def _names(result, directory):
@@ -194,10 +191,10 @@ def test_width_comes_from_the_operative_config_then_experiment_json_then_1():
 # --- the job -------------------------------------------------------------------------------------
 
 
-def test_report_of_naive_and_aligned_pairs(tmp_path, unrendered):
+def test_report_of_naive_and_aligned_pairs(tmp_path, unrendered, console):
   directory = str(tmp_path / "exp")
   make_experiment(directory)
-  result, out = _run(directory)
+  result, out = _run(console, directory)
   assert _names(result, directory) == sorted(PAPER_FILES + BN_FILES + ALIGNED_FILES)
   with open(os.path.join(directory, "report", "aligned.csv")) as f:
     parsed = list(csv.DictReader(f))
@@ -241,12 +238,12 @@ def test_aligned_figures_name_naive_and_aligned_with_the_bn_statistics():
   _assert_renders(fig)
 
 
-def test_aligned_files_beside_change_nothing_of_the_naive_outputs(tmp_path, unrendered):
+def test_aligned_files_beside_change_nothing_of_the_naive_outputs(tmp_path, unrendered, console):
   naive = [k for k in KEYS if k[0] is None]
   outputs = {}
   for name, keys in (("naive", naive), ("both", KEYS), ("default", naive[:1])):
     make_experiment(str(tmp_path / name), keys)
-    outputs[name] = _run(tmp_path / name)
+    outputs[name] = _run(console, tmp_path / name)
   assert _names(outputs["default"][0], str(tmp_path / "default")) == PAPER_FILES
   assert outputs["default"][0]["aligned"] == {}
   assert "aligned (" not in outputs["default"][1]
@@ -262,7 +259,7 @@ def test_aligned_files_beside_change_nothing_of_the_naive_outputs(tmp_path, unre
     assert "| inits | test | 0 | reset | 2 | 21.00 ± 1.41 |" in f.read()
 
 
-def test_a_damaged_or_mislabelled_aligned_file_is_left_out(tmp_path, unrendered):
+def test_a_damaged_or_mislabelled_aligned_file_is_left_out(tmp_path, unrendered, console):
   make_experiment(str(tmp_path))
   damaged = layout.metrics(str(tmp_path), PAIRS[1], "reset", WM)
   with open(damaged, "w") as f:
@@ -270,7 +267,7 @@ def test_a_damaged_or_mislabelled_aligned_file_is_left_out(tmp_path, unrendered)
   mislabelled = layout.metrics(str(tmp_path), PAIRS[0], "interpolate", WM)
   with open(mislabelled, "w") as f:
     json.dump(_metrics((None, "interpolate"), 0), f)  # no "align": copy B as trained
-  result, out = _run(tmp_path, pair_figures=1)
+  result, out = _run(console, tmp_path, pair_figures=1)
   assert damaged in out
   assert "left out of aligned (weight matching), BN statistics: reset" in out
   assert f"{mislabelled} says it holds alignment None" in out
@@ -280,7 +277,7 @@ def test_a_damaged_or_mislabelled_aligned_file_is_left_out(tmp_path, unrendered)
   assert "1 more pairs with aligned curves have no figure of their own" in out
 
 
-def test_barrier_vs_width_over_three_experiments(tmp_path, unrendered):
+def test_barrier_vs_width_over_three_experiments(tmp_path, unrendered, console):
   """×1 binds no width, ×2 says it in its operative config, ×4 in experiment.json only."""
   dirs = [str(tmp_path / f"r20_x{w}") for w in (1, 2, 4)]
   make_experiment(dirs[2], width=4.0, config="model.name = 'resnet20'\n",
@@ -289,7 +286,7 @@ def test_barrier_vs_width_over_three_experiments(tmp_path, unrendered):
   make_experiment(dirs[1], width=2.0, config="resnet_cifar.width_multiplier = 2\n")
   study = tmp_path / "study"
   gin.parse_config(f"report.compare = {dirs!r}")
-  result, out = _run(study)
+  result, out = _run(console, study)
   assert _names(result, str(study)) == ["barrier_vs_width.csv", "barrier_vs_width.md",
                                         "barrier_vs_width.png"]
   assert "r20_x1 at ×1, r20_x2 at ×2, r20_x4 at ×4" in out
@@ -320,7 +317,7 @@ def test_barrier_vs_width_over_three_experiments(tmp_path, unrendered):
 
   # Reported from one of the experiments, the study includes it, and it is reported as usual.
   gin.clear_config()
-  result, _ = _run(dirs[0], compare=dirs[1:])
+  result, _ = _run(console, dirs[0], compare=dirs[1:])
   names = _names(result, dirs[0])
   assert "barrier_vs_width.csv" in names and "aligned.md" in names
   assert sorted(result["width_study"]) == [1.0, 2.0, 4.0]

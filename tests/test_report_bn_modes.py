@@ -136,9 +136,9 @@ def reports(tmp_path_factory):
   return out
 
 
-def _run(directory, capsys):
+def _run(directory, console):
   result = report.report(directory, None, title="LeNet")
-  return result, capsys.readouterr().out
+  return result, console()
 
 
 @pytest.fixture
@@ -319,9 +319,9 @@ def test_the_papers_outputs_do_not_change_with_other_modes_beside_them(reports):
     assert alone == beside, name
 
 
-def test_extras_of_the_papers_mode_alone_get_the_barriers_table(tmp_path, capsys, unrendered):
+def test_extras_of_the_papers_mode_alone_get_the_barriers_table(tmp_path, console, unrendered):
   make_experiment(str(tmp_path), ("interpolate",), {"interpolate": {"refined": True}})
-  result, _ = _run(str(tmp_path), capsys)
+  result, _ = _run(str(tmp_path), console)
   names = {os.path.basename(f) for f in result["files"]}
   assert names == set(PAPER_FILES) | {"bn_modes.md", "bn_modes.csv", "bn_modes_k0.png",
                                       "bn_modes_k25.png", "bn_modes_instability.png"}
@@ -329,14 +329,14 @@ def test_extras_of_the_papers_mode_alone_get_the_barriers_table(tmp_path, capsys
     assert "| standard | test | 0 | interpolated | 2 | 5.00 ± 1.41 |" in f.read()
 
 
-def test_other_modes_without_the_papers_and_a_damaged_file(tmp_path, capsys, unrendered):
+def test_other_modes_without_the_papers_and_a_damaged_file(tmp_path, console, unrendered):
   make_experiment(str(tmp_path), ("reset", "repair"))
   damaged = layout.metrics(str(tmp_path), "standard-k0-init0-pair1", "reset")
   with open(damaged, "w") as f:
     f.write('{"id": ')
   shutil.copy(layout.metrics(str(tmp_path), "standard-k0-init0-pair0", "reset"),
               layout.metrics(str(tmp_path), "standard-k0-init0-pair0", "repair") + ".tmp-1")
-  result, out = _run(str(tmp_path), capsys)
+  result, out = _run(str(tmp_path), console)
   assert damaged in out and "left out of BN statistics: reset" in out
   names = {os.path.basename(f) for f in result["files"]}
   assert not names & set(PAPER_FILES)

@@ -22,6 +22,7 @@ import os
 import time
 from typing import Optional, Tuple
 
+from absl import logging
 import numpy as np
 import tensorflow as tf
 
@@ -101,12 +102,12 @@ class Curve:
       try:
         saved = files.read_json(path)
       except files.UnreadableFileError as e:
-        print(f"warning: {e}; its alpha points are measured again", flush=True)
+        logging.warning(f"{e}; its alpha points are measured again")
         saved = {}
       if saved.get("alphas") == self.grid:
         self.points, self.extra = saved["points"], saved.get("extra", {})
-        print(f"{os.path.basename(os.path.dirname(path))}: "
-              f"{len(self.points)}/{len(self.grid)} alpha points already measured", flush=True)
+        logging.info(f"{os.path.basename(os.path.dirname(path))}: "
+                     f"{len(self.points)}/{len(self.grid)} alpha points already measured")
 
   def at(self, alpha):
     alpha = float(alpha)
@@ -251,8 +252,7 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=N
       results[key] = metrics
       if len(plan.keys) > 1:
         line = ", ".join(f"{s} {metrics[s]['instability']:.2f} pp" for s in plan.splits)
-        print(f"  {pair_id}, {_name(key)}: instability {line} ({time.time() - tic:.0f} s)",
-              flush=True)
+        logging.info(f"{pair_id}, {_name(key)}: instability {line} ({time.time() - tic:.0f} s)")
   writer.flush()
   return results
 

@@ -7,6 +7,7 @@ aligned curves of every BN mode, and a resumed sweep, use the same network.
 
 import time
 
+from absl import logging
 import numpy as np
 
 from lmc_tf import files
@@ -49,8 +50,7 @@ class Aligner:
         perms = permute.from_dict(self.spec, record["perms"])
         return permute.apply_permutation(self.spec, weights_b, perms), record
       except (files.UnreadableFileError, KeyError, ValueError) as e:
-        print(f"warning: {path} cannot be used ({e}); the permutation is found again",
-              flush=True)
+        logging.warning(f"{path} cannot be used ({e}); the permutation is found again")
     tic = time.time()
     batches = self._input_batches() if method == align_lib.ACTIVATION_MATCHING else None
     result = align_lib.align(self._model, weights_a, weights_b, method, batches=batches,

@@ -8,6 +8,7 @@ here by hand: to `operative_config.gin` in the run directory and to `tf.summary.
 import contextlib
 import json
 
+from absl import logging
 import gin
 import tensorflow as tf
 
@@ -130,12 +131,12 @@ def train_run(run_dir, label, strategy, lineage=None, **trainer_kwargs):
   if lineage is not None and chief:
     _record_lineage(run_dir, lineage)
   if layout.is_finished(run_dir):
-    print(f"{label}: finished already ({run_dir})", flush=True)
+    logging.info(f"{label}: finished already ({run_dir})")
     return files.read_json(layout.summary(run_dir))
   if lineage is not None:
     trainer_kwargs["events_dir"] = files.join(run_dir, lineage["tensorboard_dir"])
   with owned(run_dir, chief):
-    print(f"{label}: training in {run_dir}", flush=True)
+    logging.info(f"{label}: training in {run_dir}")
     trainer = runner.Trainer(run_dir, strategy=strategy, **trainer_kwargs)
     if trainer.is_chief:
       write_operative_config(run_dir, summary_writer=trainer.summary_writer)

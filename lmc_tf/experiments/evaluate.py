@@ -12,6 +12,7 @@ it evaluates the instability experiment of every subnetwork (DIR/instability/*).
 import os
 import time
 
+from absl import logging
 import gin
 
 from lmc_tf import distribute
@@ -82,8 +83,7 @@ def _unfinish(checkpoint_path):
   aside = checkpoints.set_aside(checkpoint_path)
   if layout.is_finished(run_dir):
     files.rename(layout.summary(run_dir), aside + ".summary.json")
-  print(f"  set aside as {aside}.*; rerun the training job to train {run_dir} again",
-        flush=True)
+  logging.warning(f"set aside as {aside}.*; rerun the training job to train {run_dir} again")
 
 
 def _curve_png(alphas, metrics, title):
@@ -117,7 +117,7 @@ def _saved_metrics(model_dir, pair, plan, key):
   try:
     saved = files.read_json(path)
   except files.UnreadableFileError as e:
-    print(f"warning: {e}; pair {pair['id']} is evaluated again", flush=True)
+    logging.warning(f"{e}; pair {pair['id']} is evaluated again")
     return None
   return saved if plan.matches(saved) else None
 
@@ -152,15 +152,15 @@ def _evaluate_ready_pairs(sweeper, bn, aligner, model_dir, manifest, metrics, pl
       results = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn,
                                         _curve_png, aligner, missing)
     except checkpoints.UnreadableCheckpointError as e:
-      print(f"warning: pair {pair['id']} not evaluated: {e}", flush=True)
+      logging.warning(f"pair {pair['id']} not evaluated: {e}")
       if chief:
         _unfinish(e.path)
       continue
     for key, result in results.items():
       metrics[key][pair["id"]] = result
     done = min(len(m) for m in metrics.values())
-    print(f"[{done}/{len(manifest['pairs'])}] {pair['id']}: "
-          f"{_pair_line(results, plan.splits)} ({time.time() - tic:.1f} s)", flush=True)
+    logging.info(f"[{done}/{len(manifest['pairs'])}] {pair['id']}: "
+                 f"{_pair_line(results, plan.splits)} ({time.time() - tic:.1f} s)")
     if chief:
       files.write_json_atomic(layout.summary(model_dir), summarize(metrics, manifest))
 
@@ -237,8 +237,7 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
     if not waiting or not watch:
       break
     if time.time() > deadline:
-      print(f"evaluate: timed out after {timeout_s} s with {waiting} pair(s) unfinished",
-            flush=True)
+      logging.warning(f"evaluate: timed out after {timeout_s} s with {waiting} pair(s) unfinished")
       break
     time.sleep(poll_s)
     manifest = files.read_json(layout.manifest(model_dir))  # the experiment may have grown
@@ -246,9 +245,8 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
   if done and chief:
     files.write_json_atomic(layout.summary(model_dir), summarize(metrics, manifest))
     tensorboard_views.write(model_dir, manifest, metrics, plan.splits)
-  print(f"Evaluated {done}/{len(manifest['pairs'])} pair(s) in "
-        f"{time.time() - started:.0f} s; {len(manifest['pairs']) - done} not ready.",
-        flush=True)
+  logging.info(f"Evaluated {done}/{len(manifest['pairs'])} pair(s) in "
+               f"{time.time() - started:.0f} s; {len(manifest['pairs']) - done} not ready.")
   return summarize(metrics, manifest) if done else {"pairs_done": 0}
 
 

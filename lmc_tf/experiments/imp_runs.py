@@ -4,6 +4,7 @@ Every method below reads its inputs from files that the steps it depends on wrot
 checkpoints, summaries), so it runs the same in this process or in a Ray worker.
 """
 
+from absl import logging
 import numpy as np
 
 from lmc_tf import distribute
@@ -157,7 +158,7 @@ class ImpRuns:
     per process: its copies are separate steps."""
     if sub.name not in self._sub_experiments:
       target = sub.directory(self.model_dir)
-      print(f"Instability of {sub.name}: {target}", flush=True)
+      logging.info(f"Instability of {sub.name}: {target}")
       self._sub_experiments[sub.name] = instability.instability(
           target, self.strategy, rewind_steps=[sub.rewind_step], num_inits=1,
           num_pairs=self.settings.instability_pairs, init_seed=sub.init_seed,

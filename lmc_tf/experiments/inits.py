@@ -22,6 +22,7 @@ finds finished networks and skips them, and resumes an interrupted one from its 
 
 import time
 
+from absl import logging
 import gin
 
 from lmc_tf import distribute
@@ -119,9 +120,8 @@ def inits(model_dir, strategy, num_inits=3, init_seed=0, plan_only=False):
 
   def finish():
     elapsed = time.time() - started
-    print(f"Inits runs done in {elapsed:.0f} s: {len(networks)} networks, "
-          f"{len(manifest['pairs'])} pairs. Next: --job=evaluate, then --job=report.",
-          flush=True)
+    logging.info(f"Inits runs done in {elapsed:.0f} s: {len(networks)} networks, "
+                 f"{len(manifest['pairs'])} pairs. Next: --job=evaluate, then --job=report.")
     return {"manifest": layout.manifest(model_dir), "networks": len(networks),
             "pairs": len(manifest["pairs"]), "wall_time_s": round(elapsed, 1)}
 

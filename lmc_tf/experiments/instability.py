@@ -15,6 +15,7 @@ finds finished runs and skips them, and resumes an interrupted one from its chec
 
 import time
 
+from absl import logging
 import gin
 
 from lmc_tf import distribute
@@ -198,8 +199,8 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
       raise errors.ConfigError(f"instability.mask_file={mask_file!r} keeps no weight: "
                                "every layer it masks is pruned away")
     if empty:
-      print(f"warning: {mask_file} keeps no weight of layer(s) {empty}: no signal passes "
-            "them", flush=True)
+      logging.warning(f"{mask_file} keeps no weight of layer(s) {empty}: no signal passes "
+                      "them")
   digest = masks_lib.digest(masks) if masks is not None else None
   if masks is not None:
     # A mask that does not fit the model is an error now, not after the parents trained.
@@ -229,9 +230,9 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
         run for _, run, _, _ in copies.values()]
     training = sum(files.read_json(layout.summary(layout.run_dir(model_dir, run))).get(
         "wall_time_s", 0.0) for run in runs)
-    print(f"Instability runs done in {time.time() - started:.0f} s here, "
-          f"{training:.0f} s of training in all: {len(manifest['parents'])} parent(s), "
-          f"{len(copies)} copies. Next: --job=evaluate, then --job=report.", flush=True)
+    logging.info(f"Instability runs done in {time.time() - started:.0f} s here, "
+                 f"{training:.0f} s of training in all: {len(manifest['parents'])} parent(s), "
+                 f"{len(copies)} copies. Next: --job=evaluate, then --job=report.")
     return {"manifest": layout.manifest(model_dir), "pairs": len(manifest["pairs"]),
             "wall_time_s": round(training, 1)}
 

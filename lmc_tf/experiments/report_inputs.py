@@ -5,6 +5,8 @@ warned about and left out, so a partly evaluated experiment still reports.
 
 import os
 
+from absl import logging
+
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.reporting import bn_tables
@@ -35,16 +37,15 @@ def _read_metrics(model_dir, pair_id, mode=layout.DEFAULT_BN_MODE, align=None):
   try:
     metrics = files.read_json(path)
   except files.UnreadableFileError as e:
-    print(f"warning: {e}; pair {pair_id} is left out{of_key} (rerun --job=evaluate)",
-          flush=True)
+    logging.warning(f"{e}; pair {pair_id} is left out{of_key} (rerun --job=evaluate)")
     return None
   if metrics.get("bn_mode", layout.DEFAULT_BN_MODE) != mode:
-    print(f"warning: {path} says it holds BN mode {metrics['bn_mode']!r}; pair {pair_id} is "
-          f"left out{of_key}", flush=True)
+    logging.warning(f"{path} says it holds BN mode {metrics['bn_mode']!r}; pair {pair_id} is "
+                    f"left out{of_key}")
     return None
   if metrics.get("align") != align:
-    print(f"warning: {path} says it holds alignment {metrics.get('align')!r}; pair {pair_id} "
-          f"is left out{of_key}", flush=True)
+    logging.warning(f"{path} says it holds alignment {metrics.get('align')!r}; pair {pair_id} "
+                    f"is left out{of_key}")
     return None
   return metrics
 

@@ -1,5 +1,6 @@
 """The `train` job: one run from init_seed to T, then `summary.json`."""
 
+from absl import logging
 import gin
 
 from lmc_tf import distribute
@@ -24,7 +25,7 @@ def train(model_dir, strategy, init_seed=0, data_order_seed=0, augmentation_seed
   with common.owned(model_dir, chief):
     if layout.is_finished(model_dir):
       # summary.json is written once: a rerun of a finished run reads it, changes nothing.
-      print(f"{model_dir} holds a finished run: nothing to do", flush=True)
+      logging.info(f"{model_dir} holds a finished run: nothing to do")
       return files.read_json(layout.summary(model_dir))
     trainer = runner.Trainer(model_dir, init_seed=init_seed, data_order_seed=data_order_seed,
                              augmentation_seed=augmentation_seed, strategy=strategy)

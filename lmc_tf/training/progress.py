@@ -3,6 +3,8 @@
 import datetime
 import time
 
+from absl import logging
+
 from lmc_tf import files
 
 
@@ -25,8 +27,8 @@ class Progress:
     eta = (self.total - step) / max(overall, 1e-9)
     self.last_time, self.last_step = now, step
     values = " | ".join(f"{k} {v:.4g}" for k, v in metrics.items())
-    print(f"step {step}/{self.total} ({100.0 * step / self.total:3.0f}%) | {values} | "
-          f"{rate:.0f} steps/s | ETA {datetime.timedelta(seconds=round(eta))}", flush=True)
+    logging.info(f"step {step}/{self.total} ({100.0 * step / self.total:3.0f}%) | {values} | "
+                 f"{rate:.0f} steps/s | ETA {datetime.timedelta(seconds=round(eta))}")
 
 
 class WallClock:
@@ -51,8 +53,8 @@ class WallClock:
       self.before = float(files.read_json(self.path)["wall_time_s"])
     except (files.UnreadableFileError, KeyError, TypeError, ValueError) as e:
       # A wall time is not worth stopping a run for: it is named, and counted from here.
-      print(f"warning: {self.path} cannot be read ({e}); wall_time_s counts this process "
-            "only", flush=True)
+      logging.warning(f"{self.path} cannot be read ({e}); wall_time_s counts this process "
+                      "only")
 
   def seconds(self):
     return self.before + time.time() - self.started

@@ -12,6 +12,7 @@ import os
 import time
 from typing import Optional, Sequence, Union
 
+from absl import logging
 import gin
 import keras
 import numpy as np
@@ -181,8 +182,8 @@ class Trainer:
           offset=schedule_offset)
       if self.hparams.mixed_precision == "mixed_float16":
         if not tf.config.list_logical_devices("GPU"):
-          print("note: training.mixed_precision='mixed_float16' is for GPUs; float16 convs "
-                "are far slower than float32 on CPUs (use 'mixed_bfloat16' there)", flush=True)
+          logging.warning("training.mixed_precision='mixed_float16' is for GPUs; float16 convs "
+                          "are far slower than float32 on CPUs (use 'mixed_bfloat16' there)")
         # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
         self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
       # Build the slots now, so checkpoints hold the same objects whether or not a step ran.
@@ -225,15 +226,15 @@ class Trainer:
         checkpoints.check_readable(path)
       except checkpoints.UnreadableCheckpointError as e:
         aside = checkpoints.set_aside(path) if self.is_chief else path
-        print(f"warning: {e}; set aside as {aside}.*", flush=True)
+        logging.warning(f"{e}; set aside as {aside}.*")
         set_aside.append(path)
         continue
       checkpoints.restore(self.checkpoint, path)
-      print(f"Resuming from {path} (step {self.step})", flush=True)
+      logging.info(f"Resuming from {path} (step {self.step})")
       return self.step
     if set_aside:
-      print(f"warning: no intact checkpoint in {self.model_dir}: the run restarts from step "
-            f"{self.start_step}", flush=True)
+      logging.warning(f"no intact checkpoint in {self.model_dir}: the run restarts from step "
+                      f"{self.start_step}")
     if self.start_from is not None:
       checkpoints.restore(tf.train.Checkpoint(model=self.model), self.start_from)
     if self.masks is not None:
@@ -275,9 +276,9 @@ class Trainer:
       before = files.read_json(path)
       if (run_config["data_order_depends_on_input_pipelines"]
           and before.get("input_pipelines") != run_config["input_pipelines"]):
-        print(f"warning: {self.model_dir} started with {before.get('input_pipelines')} input "
-              f"pipeline(s) and resumes with {run_config['input_pipelines']}; from step "
-              f"{start} its data order differs from an uninterrupted run's", flush=True)
+        logging.warning(f"{self.model_dir} started with {before.get('input_pipelines')} input "
+                        f"pipeline(s) and resumes with {run_config['input_pipelines']}; from step "
+                        f"{start} its data order differs from an uninterrupted run's")
     if self.is_chief:
       files.write_json_atomic(path, run_config)
 
@@ -305,8 +306,7 @@ class Trainer:
         "CPU" in d.upper() for d in self.strategy.extended.worker_devices):
       # XLA places one compiled function on CPU:0 and cannot reach the other logical CPUs'
       # variables (TF's known XLA issue "tf.Variable on a different device").
-      print("training.jit_compile ignored: XLA cannot mirror over logical CPU devices",
-            flush=True)
+      logging.warning("training.jit_compile ignored: XLA cannot mirror over logical CPU devices")
       return False
     return True
 
@@ -376,7 +376,7 @@ class Trainer:
               tf.summary.scalar(f"train/{name}", value,
                                 description=summaries.DESCRIPTIONS[name])
           progress.report(step, train_metrics)
-      print(f"Trained steps {start}-{end} in {time.time() - started:.1f} s", flush=True)
+      logging.info(f"Trained steps {start}-{end} in {time.time() - started:.1f} s")
     elif files.exists(layout.final_train_metrics(self.model_dir)):
       train_metrics = files.read_json(layout.final_train_metrics(self.model_dir))
     writer.flush()
