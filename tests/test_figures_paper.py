@@ -184,6 +184,13 @@ def test_subnetwork_figures_name_the_band():
                                      "LeNet, 16.8%", stable_line=True)
   _assert_band_named(fig, 4, "pairs")
   assert "instability vs rewind step" in fig.axes[0].get_title()
+  # Figure 7: the full network's error as a line, and as a band over n inits where n > 1.
+  for n, band in ((3, ["full network: mean ± sd over n=3 inits"]), (1, [])):
+    fig7 = imp_figures.subnetworks_vs_k(agg, "test", "endpoint_error", "test error (%)",
+                                        "LeNet, 16.8%", reference=(2.0, 0.1, n))
+    texts = _legend_texts(fig7)
+    assert [t for t in texts if t.startswith("full network: ")] == band
+    assert "full network (2.00%)" in texts
   fig5 = imp_figures.subnetworks_interpolation(tables.interpolation_curves(metrics), "test",
                                                0, "LeNet")
   _assert_band_named(fig5, 4, "pairs")

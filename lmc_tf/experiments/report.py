@@ -20,6 +20,7 @@ experiment's width multiplier (Git Re-Basin's width study): barrier_vs_width.png
 
 import os
 
+from absl import logging
 import gin
 
 from lmc_tf import files
@@ -242,7 +243,7 @@ def width_study_report(model_dir, directories, title):
   for directory in directories:
     name, width, by_key = report_inputs.study_member(directory)
     if not any(by_key.values()):
-      print(f"width study: {directory} has no finished pair yet; left out", flush=True)
+      logging.warning(f"width study: {directory} has no finished pair yet; left out")
       continue
     studies.append((name, width, by_key))
   if not studies:
@@ -250,7 +251,7 @@ def width_study_report(model_dir, directories, title):
                      "pair: run --job=evaluate in each first.")
   pictures, agg, missing = report_aligned.width_outputs(studies, title)
   if missing:
-    print(f"width study: no barrier_vs_width.png ({missing})", flush=True)
+    logging.warning(f"width study: no barrier_vs_width.png ({missing})")
   written = [_write(model_dir, name, content) for name, content in pictures.items()]
   print(f"Width study of {title}: " + ", ".join(
       f"{name} at {width_study.width_text(width)}" for name, width, _ in studies), flush=True)
@@ -270,7 +271,7 @@ def imp_report(model_dir, strategy, title=None, pair_figures=report_aligned.PAIR
       result = experiment_report(sub.directory(model_dir), f"{title}: {sub.name}",
                                  pair_figures)
     except ValueError as e:
-      print(f"{sub.name}: no instability report yet ({e})", flush=True)
+      logging.warning(f"{sub.name}: no instability report yet ({e})")
       continue
     written += result["files"]
   summary = imp_summary.summarize(model_dir, files.read_json(layout.imp_record(model_dir)))
@@ -330,8 +331,8 @@ def _subnetwork_figures(model_dir, summary, title):
   full = summary["levels"][0]["test_accuracy"] if summary["levels"] else {}
   reference = None
   if "imp" in full:
-    sd = summary["levels"][0]["test_accuracy_sd"]["imp"]
-    reference = (100.0 - full["imp"], sd)
+    level0 = summary["levels"][0]
+    reference = (100.0 - full["imp"], level0["test_accuracy_sd"]["imp"], level0["samples"])
   written = []
   density_of = {l["level"]: l["density"] for l in summary["levels"]}
   medians = {density_of[level]: tables.first_k_medians(m, summary["full_network_accuracy"])
@@ -339,7 +340,7 @@ def _subnetwork_figures(model_dir, summary, title):
   try:
     fig = imp_figures.figure9_first_k(medians, title)
   except ValueError as e:
-    print(f"Figure 9 not drawn: {e}", flush=True)
+    logging.warning(f"Figure 9 not drawn: {e}")
   else:
     written.append(_write(model_dir, "figure9_first_k.png", fig))
   for level, metrics_list in sorted(by_level.items()):

@@ -97,7 +97,8 @@ def subnetworks_vs_k(agg, split, stat, ylabel, title, reference=None, stable_lin
     agg: `tables.aggregate` of metrics whose `variant` is the subnetwork's name.
     split: 'train' or 'test'.
     stat: 'instability' (Figure 6) or 'endpoint_error' (Figures 7 and 8).
-    reference: (mean, sd) of the full network's error, drawn as a gray band (Figure 7).
+    reference: (mean, sd, n inits) of the full network's error, drawn as a gray line with
+      its mean ± sd band where n > 1 (Figure 7).
   """
   fig = Figure(figsize=(6.4, 4.2), layout="constrained")
   ax = fig.subplots()
@@ -116,9 +117,11 @@ def subnetworks_vs_k(agg, split, stat, ylabel, title, reference=None, stable_lin
   if not steps:
     raise ValueError(f"no subnetwork has {split} results to draw")
   if reference is not None:
-    ax.axhspan(reference[0] - reference[1], reference[0] + reference[1], color="0.6",
-               alpha=0.35, label="full network: mean ± sd")
-    ax.axhline(reference[0], color="0.4", linewidth=1)
+    mean, sd, n = reference
+    if n > 1:
+      ax.axhspan(mean - sd, mean + sd, color="0.6", alpha=0.35,
+                 label=f"full network: {figure_style.band_label([n], 'inits')}")
+    ax.axhline(mean, color="0.4", linewidth=1, label=f"full network ({mean:.2f}%)")
   if stable_line:
     figures.stable_line(ax)
   figures.rewind_axis(ax, sorted(steps))
