@@ -58,6 +58,10 @@ def main(argv):
     print(f"Test accuracy: {results['test_accuracy']:.2f}% after {results['final_step']} steps")
   board = layout.tensorboard_home(model_dir)[0]
   print(f"TensorBoard: tensorboard --logdir {board if files.exists(board) else model_dir}")
+  if files.exists(board):
+    # TensorBoard's default smoothing (0.6) bends a series of a few points, as instability
+    # against k is; the URL parameter turns it off for the session.
+    print("  then open http://localhost:6006/?smoothing=0 (unsmoothed)")
 
 def run():
   app.run(main)

@@ -361,6 +361,11 @@ def test_curves_go_to_tensorboard_as_scalars_and_an_image(experiment):
   # Step is 1000 alpha, so the x axis reads as the position on the path.
   assert [e.step for e in acc.Tensors("interpolation/test_error")] == [0, 250, 500, 750, 1000]
   assert "1000 alpha" in acc.SummaryMetadata("interpolation/test_error").summary_description
+  # A pair's instability sits at its rewind step, so the pairs' dots spread over k.
+  late = _events(experiment / "tensorboard" / "k=20" / "init=0" / "pair=0" / "interpolation")
+  assert [e.step for e in late.Tensors("instability/test")] == [20]
+  description = late.SummaryMetadata("instability/test").summary_description
+  assert "step is the rewind step k" in description
 
 
 @pytest.mark.slow

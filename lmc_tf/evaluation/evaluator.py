@@ -193,7 +193,8 @@ def _checkpoint(model_dir, run, step):
 CURVE_DESCRIPTION = ("{split} {what} of the network (1 - alpha) W_A + alpha W_B. Step: 1000 "
                      "alpha (0: copy A, 1000: copy B); set smoothing to 0 to see the barrier.")
 INSTABILITY_DESCRIPTION = ("Instability on {split} (percentage points): the highest error on "
-                           "the path minus the mean of the endpoints' errors.")
+                           "the path minus the mean of the endpoints' errors. One point per "
+                           "pair; step is the rewind step k.")
 
 
 def pair_hparams(pair):
@@ -310,8 +311,9 @@ def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, key, finals, ap
       title = pair_id if key == (None, layout.DEFAULT_BN_MODE) else f"{pair_id} ({_name(key)})"
       png = curve_png(metrics["alphas"], {s: metrics[s] for s in splits}, title)
       tf.summary.image(_tag("interpolation_curve", key), tf.image.decode_png(png)[None])
-    for split in splits:
+    for split in splits:  # at step k: the pairs' dots spread over the rewind steps
       tf.summary.scalar(f"{_tag('instability', key)}/{split}", metrics[split]["instability"],
+                        step=pair["start_step"],
                         description=INSTABILITY_DESCRIPTION.format(split=split))
   return metrics
 
