@@ -129,6 +129,13 @@ def test_new_figures_appear_without_code(experiment):
   assert "figure99_new.png" in _parse(report_html.page(experiment)).images
 
 
+def test_the_report_title_heads_the_page_and_the_directory_is_named_below(experiment):
+  text = report_html.page(experiment, "ResNet-20 (standard) / CIFAR-10 & co")
+  assert "<title>ResNet-20 (standard) / CIFAR-10 &amp; co</title>" in text
+  assert "<h1>ResNet-20 (standard) / CIFAR-10 &amp; co</h1>" in text
+  assert f'<p class="sub">{report_html.title(experiment)}. The report' in text
+
+
 def test_missing_summary_and_record_still_render(tmp_path):
   d = str(tmp_path / "bare")
   _png(os.path.join(layout.report_dir(d), "barrier_vs_width.png"))

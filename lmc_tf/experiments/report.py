@@ -161,7 +161,7 @@ def report(model_dir, strategy, title=None, compare=(),
     ValueError: if the evaluator has not finished any pair yet.
   """
   result = _report(model_dir, strategy, title, compare, pair_figures, stabilizing_row)
-  index = html.write_index(model_dir)  # last: the page shows every file written above
+  index = html.write_index(model_dir, title)  # last: it shows every file written above
   print(f"Report page: {index}", flush=True)
   return dict(result, index=index)
 

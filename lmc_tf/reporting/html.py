@@ -234,8 +234,9 @@ def _raw_section(experiment_dir, report_dir, others):
   return '<ul class="raw">\n' + "\n".join(items) + "\n</ul>" if items else ""
 
 
-def page(experiment_dir):
-  """The report page of `experiment_dir` as HTML text (reads, writes nothing)."""
+def page(experiment_dir, heading=None):
+  """The report page of `experiment_dir` as HTML text (reads, writes nothing), headed by
+  `heading` (the report's title, e.g. 'LeNet-300-100 / MNIST') or else by `title`."""
   report_dir = layout.report_dir(experiment_dir)
   rels = [r for r in _walk(report_dir) if r != layout.REPORT_INDEX]
   images = [r for r in rels if r.lower().endswith(IMAGE_EXTENSIONS)]
@@ -255,24 +256,27 @@ def page(experiment_dir):
   body = "\n".join(f'<section id="{key}">\n<h2>{_esc(heading)}</h2>\n{content}\n</section>'
                    for key, heading, content in sections)
   counts = f"{len(images)} figures, {len(tables)} table files"
+  where = f"{_esc(name)}. " if heading else ""
   parent = parent_experiment(experiment_dir)
   if parent is not None:
     up = _href(layout.report_index(parent), report_dir)
     nav = f'<a href="{up}">↑ {_esc(title(parent))}</a> ' + nav
   return ("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
           '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-          f"<title>{_esc(name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
-          f"<h1>{_esc(name)}</h1>\n<p class=\"sub\">The report job's outputs: {counts}.</p>\n"
+          f"<title>{_esc(heading or name)}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
+          f"<h1>{_esc(heading or name)}</h1>\n"
+          f"<p class=\"sub\">{where}The report job's outputs: {counts}.</p>\n"
           f"<nav>{nav}</nav>\n{body}\n</body>\n</html>\n")
 
 
-def write_index(experiment_dir):
+def write_index(experiment_dir, heading=None):
   """Writes report/index.html atomically (and that of each IMP sub-experiment with a
-  report/, first, so the page can link to them); returns its path."""
+  report/, first, so the page can link to them), headed by `heading` if given; returns its
+  path."""
   for sub in layout.sub_experiments(experiment_dir):
     if files.isdir(layout.report_dir(sub.directory(experiment_dir))):
-      write_index(sub.directory(experiment_dir))
+      write_index(sub.directory(experiment_dir), heading and f"{heading}: {sub.name}")
   path = layout.report_index(experiment_dir)
-  files.write_text_atomic(path, page(experiment_dir))
+  files.write_text_atomic(path, page(experiment_dir, heading))
   return path
 
