@@ -70,9 +70,13 @@ def setup_logging(log_dir=None, program="lmc_tf", verbosity=None):
   handler = logging.get_absl_handler()
   if log_dir:
     try:
+      if "://" in log_dir:
+        raise OSError("absl writes its log files locally: name a local directory (the "
+                      "experiment itself may be on gs://)")
       os.makedirs(log_dir, exist_ok=True)
       handler.use_absl_log_file(program_name=program, log_dir=log_dir)
     except OSError as e:
+      handler.setFormatter(_TerminalFormatter())  # the error itself goes to the terminal
       raise ConfigError(f"--log_dir={log_dir} cannot hold log files: {e}") from None
   else:
     handler.setFormatter(_TerminalFormatter())

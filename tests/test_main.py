@@ -126,3 +126,6 @@ def test_absl_logging_flags_route_progress_and_warnings(tmp_path):
   quiet = _main(run, *TINY_RUN, "--verbosity=-1")
   assert quiet.returncode == 0 and _said(quiet.stderr) == []
   assert "Results:" in quiet.stdout
+
+  remote = _main(run, *TINY_RUN, "--log_dir=gs://bucket/logs")
+  assert remote.returncode == 2 and "--log_dir=gs://bucket/logs" in remote.stderr
