@@ -67,6 +67,8 @@ def setup_logging(log_dir=None, program="lmc_tf", verbosity=None):
     if not flags.FLAGS.is_parsed():
       flags.FLAGS.mark_as_parsed()  # absl's defaults, without its "before flag parsing" note
     logging.set_verbosity(verbosity)
+  if flags.FLAGS.is_parsed() and not flags.FLAGS["stderrthreshold"].present:
+    flags.FLAGS.stderrthreshold = "warning"  # with --log_dir, warnings reach the terminal too
   handler = logging.get_absl_handler()
   if log_dir:
     try:

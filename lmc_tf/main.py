@@ -24,9 +24,6 @@ flags.DEFINE_multi_string("gin_search_path", [], "extra directories to look up g
 flags.DEFINE_string("model_dir", None, "run directory: checkpoints, events, results.")
 flags.DEFINE_string("job", None, "run this job instead of the config's experiment.job.")
 FLAGS = flags.FLAGS
-# With --log_dir, warnings still reach the terminal as well as the log file (absl's default
-# threshold is 'fatal').
-FLAGS.set_default("stderrthreshold", "warning")
 
 
 def main(argv):

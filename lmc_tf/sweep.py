@@ -42,7 +42,6 @@ flags.DEFINE_float("gpus_per_run", 0, "GPUs each run asks Ray for.")
 flags.DEFINE_float("tpus_per_run", 0, "TPU chips each run asks Ray for (Ray's 'TPU' resource).")
 flags.DEFINE_bool("dry_run", False, "list the steps and their dependencies; run nothing.")
 FLAGS = flags.FLAGS
-FLAGS.set_default("stderrthreshold", "warning")  # as lmc_tf.main: warnings on the terminal
 
 
 def plan(config_text, model_dir, with_strategy=False):

@@ -14,6 +14,15 @@ from lmc_tf.reporting import figures
 from lmc_tf.reporting import tables
 
 
+
+def _full_network(ax, mean, sd, n):
+  """The unpruned network as a gray line at `mean` (%), over its mean ± sd band across `n`
+  inits where n > 1."""
+  if n > 1:
+    ax.axhspan(mean - sd, mean + sd, color="0.6", alpha=0.3, linewidth=0,
+               label=f"full network: {figure_style.band_label([n], 'inits')}")
+  ax.axhline(mean, color="0.3", linewidth=1, label=f"full network ({mean:.2f}%)")
+
 def accuracy_vs_density(summary, title=None):
   """Test accuracy of IMP and its baselines against density (log x, sparser to the right),
   with the full network and the matching margin (full - 0.2 pp) as lines. Where a level has
@@ -43,11 +52,7 @@ def accuracy_vs_density(summary, title=None):
   full = summary["full_network_accuracy"]
   if full is not None:
     sd = levels[0]["test_accuracy_sd"].get("imp", 0.0) if levels else 0.0
-    n = levels[0]["samples"] if levels else 0
-    if n > 1:
-      ax.axhspan(full - sd, full + sd, color="0.6", alpha=0.3, linewidth=0,
-                 label=f"full network: {figure_style.band_label([n], 'inits')}")
-    ax.axhline(full, color="0.3", linewidth=1, label=f"full network ({full:.2f}%)")
+    _full_network(ax, full, sd, levels[0]["samples"] if levels else 0)
     ax.axhline(full - barrier.MATCHING_MARGIN_PP, color="0.3", linewidth=1, linestyle="--",
                label=f"matching: full − {barrier.MATCHING_MARGIN_PP:g} pp")
   extreme = summary.get("extreme_sparsity")
@@ -117,11 +122,7 @@ def subnetworks_vs_k(agg, split, stat, ylabel, title, reference=None, stable_lin
   if not steps:
     raise ValueError(f"no subnetwork has {split} results to draw")
   if reference is not None:
-    mean, sd, n = reference
-    if n > 1:
-      ax.axhspan(mean - sd, mean + sd, color="0.6", alpha=0.35,
-                 label=f"full network: {figure_style.band_label([n], 'inits')}")
-    ax.axhline(mean, color="0.4", linewidth=1, label=f"full network ({mean:.2f}%)")
+    _full_network(ax, *reference)
   if stable_line:
     figures.stable_line(ax)
   figures.rewind_axis(ax, sorted(steps))
