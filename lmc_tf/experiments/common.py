@@ -16,6 +16,7 @@ from lmc_tf import distribute
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.errors import ConfigError
+from lmc_tf.training import group
 from lmc_tf.training import runner
 from lmc_tf.training import summaries
 
@@ -127,27 +128,63 @@ def train_run(run_dir, label, strategy, lineage=None, **trainer_kwargs):
   lineage.json (also for a run found finished, so older experiments gain it), and the run
   logs to TensorBoard under its lineage's name, with its lineage as HParams.
   """
+  return train_group([dict(run_dir=run_dir, label=label, lineage=lineage, **trainer_kwargs)],
+                     strategy)[0]
+
+
+def train_group(runs, strategy):
+  """Trains `runs` (dicts of run_dir, label, lineage and Trainer keywords) that share a
+  start and a schedule in one compiled program (group.GroupTrainer), skipping finished ones;
+  returns each run's summary. Each run ends as it would alone: its checkpoints, summary and
+  lineage in its own directory.
+
+  Runs resumed at different steps (a process killed while the group saved) train in one
+  group per step, so each run follows its own uninterrupted course.
+  """
   chief = distribute.is_chief(strategy)
-  if lineage is not None and chief:
-    _record_lineage(run_dir, lineage)
-  if layout.is_finished(run_dir):
-    logging.info(f"{label}: finished already ({run_dir})")
-    return files.read_json(layout.summary(run_dir))
+  results = [None] * len(runs)
+  todo = []
+  for i, run in enumerate(runs):
+    if run.get("lineage") is not None and chief:
+      _record_lineage(run["run_dir"], run["lineage"])
+    if layout.is_finished(run["run_dir"]):
+      logging.info(f"{run['label']}: finished already ({run['run_dir']})")
+      results[i] = files.read_json(layout.summary(run["run_dir"]))
+    else:
+      todo.append(i)
+  with contextlib.ExitStack() as held:
+    trainers = {}
+    for i in todo:
+      held.enter_context(owned(runs[i]["run_dir"], chief))
+      trainers[i] = _begun_trainer(strategy, **runs[i])
+    by_step = {}
+    for i, trainer in trainers.items():
+      by_step.setdefault(trainer.step, []).append(i)
+    for members in by_step.values():
+      if len(members) == 1:
+        done = [trainers[members[0]].train()]
+      else:
+        done = group.GroupTrainer([trainers[i] for i in members]).train()
+      for i, summary in zip(members, done):
+        if trainers[i].is_chief:
+          files.write_json_atomic(layout.summary(runs[i]["run_dir"]), summary)
+        results[i] = summary
+  return results
+
+
+def _begun_trainer(strategy, run_dir, label, lineage=None, **trainer_kwargs):
+  """A run's Trainer, its config and HParams written, restored or set at its start."""
   if lineage is not None:
     trainer_kwargs["events_dir"] = files.join(run_dir, lineage["tensorboard_dir"])
-  with owned(run_dir, chief):
-    logging.info(f"{label}: training in {run_dir}")
-    trainer = runner.Trainer(run_dir, strategy=strategy, **trainer_kwargs)
-    if trainer.is_chief:
-      write_operative_config(run_dir, summary_writer=trainer.summary_writer)
-      if lineage is not None:
-        summaries.write_hparams(trainer.summary_writer, summaries.run_hparams(lineage),
-                                lineage["tensorboard"])
-    trainer.begin()
-    results = trainer.train()
-    if trainer.is_chief:
-      files.write_json_atomic(layout.summary(run_dir), results)
-  return results
+  logging.info(f"{label}: training in {run_dir}")
+  trainer = runner.Trainer(run_dir, strategy=strategy, **trainer_kwargs)
+  if trainer.is_chief:
+    write_operative_config(run_dir, summary_writer=trainer.summary_writer)
+    if lineage is not None:
+      summaries.write_hparams(trainer.summary_writer, summaries.run_hparams(lineage),
+                              lineage["tensorboard"])
+  trainer.begin()
+  return trainer
 
 
 def lineage(experiment_dir, run_dir, tensorboard, role, **fields):
@@ -182,8 +219,15 @@ def owned(run_dir, chief):
 
 def training_step(run_dir, label, strategy, lineage=None, **trainer_kwargs):
   """A Step.run that trains one run (train_run) and says whether it had to."""
+  return group_step([dict(run_dir=run_dir, label=label, lineage=lineage, **trainer_kwargs)],
+                    strategy)
+
+
+def group_step(runs, strategy):
+  """A Step.run that trains `runs` in one program (train_group) and says whether it had to
+  train any."""
   def run():
-    finished = layout.is_finished(run_dir)
-    train_run(run_dir, label, strategy, lineage, **trainer_kwargs)
+    finished = all(layout.is_finished(r["run_dir"]) for r in runs)
+    train_group(runs, strategy)
     return not finished
   return run

@@ -164,7 +164,7 @@ class ImpRuns:
           num_pairs=self.settings.instability_pairs, init_seed=sub.init_seed,
           reset_schedule=False, every_epoch=False,
           mask_file=self.path(self.subnetwork_mask(seed, sub)), parents_dir=self.model_dir,
-          plan_only=True)
+          plan_only=True, copies_per_program=1)
     return self._sub_experiments[sub.name]
 
   # -- results ----------------------------------------------------------------------------

@@ -126,11 +126,20 @@ def _copies(manifest):
   return copies
 
 
+def _chunks(items, size):
+  return [items[i:i + size] for i in range(0, len(items), size)]
+
+
 def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_epoch,
-                    **shared):
-  """Each parent's step, then its copies' steps, which read the parent's W_k."""
-  experiment_steps = []
+                    copies_per_program=1, **shared):
+  """The parents' steps, then the copies' steps, which read their parents' W_k.
+
+  With `copies_per_program` K > 1, runs that share a start step and a schedule train K at a
+  time in one program (common.group_step): the parents of several inits, and the copies of
+  one rewind step and variant (of every init). A group's step key joins its runs' keys.
+  """
   width = layout.rewind_width(manifest)
+  parents = {}
   for parent in manifest["parents"].values():
     seed = parent["init_seed"]
     parent_dir = layout.run_dir(model_dir, parent["run"])
@@ -138,36 +147,53 @@ def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_e
         model_dir, parent_dir, f"parent/init={seed}", "parent", init_seed=seed,
         seeds=common.parent_seeds(seed),
         rewind_steps=manifest["rewind_steps"], mask=manifest["mask"])
-    experiment_steps.append(steps_lib.Step(parent_key(seed), common.training_step(
-        parent_dir, f"parent init {seed} to step {parent['end_step']}", lineage=parent_lineage,
-        init_seed=seed,
-        end_step=parent["end_step"], keep_steps=manifest["rewind_steps"], **shared)))
-    for n, (key, (pair, run, seeds, c)) in enumerate(copies.items()):
-      if pair["init_seed"] != seed:
-        continue
-      k, end = pair["rewind_step"], pair["end_step"]
-      run_dir = layout.run_dir(model_dir, run)
-      variant = "standard" if k == 0 else pair["variant"]
-      copy_lineage = common.lineage(
-          model_dir, run_dir, layout.tensorboard_copy_name(pair, c, width), "copy",
-          rewind_step=k, init_seed=seed, pair=pair["pair"], copy="AB"[c],
-          variant=variant, seeds={"init_seed": seed, **seeds}, mask=manifest["mask"],
-          parent=parent["run"], start_step=k, end_step=end)
-      experiment_steps.append(steps_lib.Step(key, common.training_step(
-          run_dir, f"[{n + 1}/{len(copies)}] copy {c + 1} of {pair['id']}",
-          lineage=copy_lineage, init_seed=seed,
-          start_from=layout.checkpoint(parent_dir, k), start_step=k, end_step=end,
-          schedule_offset=k if pair["variant"] == "reset" else 0, masks=masks,
-          keep_steps=schedules.epoch_steps(k, end, steps_per_epoch) if every_epoch else (),
-          **seeds, **shared),
-          deps=(parent_key(seed),)))
+    parents[seed] = (parent_dir, parent["run"], dict(
+        run_dir=parent_dir, label=f"parent init {seed} to step {parent['end_step']}",
+        lineage=parent_lineage, init_seed=seed, end_step=parent["end_step"],
+        keep_steps=manifest["rewind_steps"], **shared))
+  by_schedule = {}
+  for n, (key, (pair, run, seeds, c)) in enumerate(copies.items()):
+    seed, k, end = pair["init_seed"], pair["rewind_step"], pair["end_step"]
+    run_dir = layout.run_dir(model_dir, run)
+    variant = "standard" if k == 0 else pair["variant"]
+    parent_dir, parent_run, _ = parents[seed]
+    copy_lineage = common.lineage(
+        model_dir, run_dir, layout.tensorboard_copy_name(pair, c, width), "copy",
+        rewind_step=k, init_seed=seed, pair=pair["pair"], copy="AB"[c],
+        variant=variant, seeds={"init_seed": seed, **seeds}, mask=manifest["mask"],
+        parent=parent_run, start_step=k, end_step=end)
+    by_schedule.setdefault((variant, k), []).append((key, parent_key(seed), dict(
+        run_dir=run_dir, label=f"[{n + 1}/{len(copies)}] copy {c + 1} of {pair['id']}",
+        lineage=copy_lineage, init_seed=seed,
+        start_from=layout.checkpoint(parent_dir, k), start_step=k, end_step=end,
+        schedule_offset=k if pair["variant"] == "reset" else 0, masks=masks,
+        keep_steps=schedules.epoch_steps(k, end, steps_per_epoch) if every_epoch else (),
+        **seeds, **shared)))
+  strategy = shared["strategy"]
+  experiment_steps = [
+      _step([(parent_key(seed), (), run) for seed, (_, _, run) in group], strategy)
+      for group in _chunks(list(parents.items()), copies_per_program)]
+  step_of = {m: step.key for step in experiment_steps for m in step.members or (step.key,)}
+  for members in by_schedule.values():
+    experiment_steps += [_step([(key, (step_of[dep],), run) for key, dep, run in group],
+                               strategy)
+                         for group in _chunks(members, copies_per_program)]
   return experiment_steps
+
+
+def _step(members, strategy):
+  """One step that trains `members` ([(key, deps, run keywords)]) in one program."""
+  keys = [key for key, _, _ in members]
+  deps = tuple(dict.fromkeys(d for _, ds, _ in members for d in ds))
+  runs = [{k: v for k, v in run.items() if k != "strategy"} for _, _, run in members]
+  return steps_lib.Step("+".join(keys), common.group_step(runs, strategy), deps,
+                        members=tuple(keys) if len(keys) > 1 else ())
 
 
 @gin.configurable("instability", denylist=["model_dir", "strategy", "parents_dir", "plan_only"])
 def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3,
                 init_seed=0, reset_schedule=False, every_epoch=False, mask_file=None,
-                parents_dir=None, plan_only=False):
+                parents_dir=None, plan_only=False, copies_per_program=1):
   """Trains the parents and copies of an instability analysis (Algorithm 1).
 
   Args:
@@ -184,7 +210,12 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
       finished one is found and not trained again).
     plan_only: return the experiment's steps (steps.Experiment) instead of running them, for
       the sweep launcher.
+    copies_per_program: train up to this many runs that share a start and a schedule in one
+      compiled program (training/group.py): the parents, and the copies of each rewind step
+      and variant. Each run is still its own directory, checkpoints and results, with the
+      weights it would reach alone; only the wall time changes.
   """
+  errors.positive_int(copies_per_program, "instability.copies_per_program")
   data = data_base.get_dataset()
   hparams = runner.TrainingHParams()
   schedule = runner.Schedule.resolve(hparams, data.num_train)
@@ -221,7 +252,8 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   copies = _copies(manifest)
   experiment_steps = _training_steps(model_dir, manifest, copies, masks, every_epoch,
                                      schedule.steps_per_epoch, strategy=strategy, data=data,
-                                     hparams=hparams)
+                                     hparams=hparams,
+                                     copies_per_program=copies_per_program)
   started = time.time()
 
   def finish():

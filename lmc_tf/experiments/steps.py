@@ -15,10 +15,13 @@ from typing import Callable, Optional, Tuple
 @dataclasses.dataclass(frozen=True)
 class Step:
   """key: unique and stable in the experiment; run(): does the work and returns True if it
-  trained, False if it found its run finished; deps: keys of the steps it reads from."""
+  trained, False if it found its run finished; deps: keys of the steps it reads from;
+  members: the keys of the runs a step trains together in one program, if several
+  (instability.copies_per_program), each of which finds the step (Experiment.step)."""
   key: str
   run: Callable[[], bool]
   deps: Tuple[str, ...] = ()
+  members: Tuple[str, ...] = ()
 
 
 @dataclasses.dataclass
@@ -40,7 +43,7 @@ class Experiment:
 
   def step(self, key):
     for step in self.steps:
-      if step.key == key:
+      if step.key == key or key in step.members:
         return step
     raise KeyError(f"no step {key!r} in this experiment")
 

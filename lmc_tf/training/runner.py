@@ -6,127 +6,36 @@ resumes from its last checkpoint and ends with the weights of an uninterrupted r
 the data order and augmentation are pure functions of (seed, step) (data/pipeline.py).
 """
 
-import contextlib
-import dataclasses
 import os
 import time
-from typing import Optional, Sequence, Union
 
 from absl import logging
-import gin
 import keras
 import numpy as np
 import tensorflow as tf
 
 from lmc_tf import distribute
-from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
-from lmc_tf.data import pipeline
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import checkpoints
 from lmc_tf.training import evaluate
+from lmc_tf.training import hparams as hparams_lib
 from lmc_tf.training import optimizers
 from lmc_tf.training import progress as progress_lib
-from lmc_tf.training import schedules
 from lmc_tf.training import summaries
 
-Steps = Union[int, str]
+# The hyperparameters live in hparams.py; they are this module's names too.
+TrainingHParams = hparams_lib.TrainingHParams
+Schedule = hparams_lib.Schedule
+dtype_policy = hparams_lib.dtype_policy
+MIXED_PRECISION_POLICIES = hparams_lib.MIXED_PRECISION_POLICIES
 
 
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or infinite loss or weights; no checkpoint of it was written."""
-
-
-@gin.configurable("training")
-@dataclasses.dataclass(frozen=True)
-class TrainingHParams:
-  """The hyperparameters of one training run (Table 1), steps as ints or '500it' / '2ep'.
-
-  Attributes:
-    batch_size: the global batch, whatever the number of replicas.
-    steps: T, the length of training.
-    checkpoint_steps: steps whose checkpoints are kept (rewind points); the end is always kept.
-    checkpoint_every: how often to save a resume checkpoint (only the newest is kept).
-    log_every: how often to print progress and write train summaries.
-    steps_per_loop: most steps in one compiled loop between host round trips.
-    eval_batch_size: batch for evaluation on the test set.
-    jit_compile: compile the train and eval steps with XLA.
-    mixed_precision: None (float32), 'mixed_float16' (GPUs; with dynamic loss scaling) or
-      'mixed_bfloat16' (TPUs, recent GPUs and CPUs). Variables, masks and BN statistics stay
-      float32; layers compute in the lower precision and the loss in float32.
-  """
-  batch_size: int = gin.REQUIRED
-  steps: Steps = gin.REQUIRED
-  checkpoint_steps: Sequence[Steps] = ()
-  checkpoint_every: Steps = "1ep"
-  log_every: Steps = "1ep"
-  steps_per_loop: int = 1000
-  eval_batch_size: int = 1000
-  jit_compile: bool = False
-  mixed_precision: Optional[str] = None
-
-
-MIXED_PRECISION_POLICIES = (None, "mixed_float16", "mixed_bfloat16")
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-  """Builds layers under the Keras dtype policy `name` (None: float32), then restores it."""
-  if name not in MIXED_PRECISION_POLICIES:
-    raise ValueError(f"training.mixed_precision={name!r} must be one of "
-                     f"{MIXED_PRECISION_POLICIES}")
-  previous = keras.config.dtype_policy()
-  keras.config.set_dtype_policy(name or "float32")
-  try:
-    yield
-  finally:
-    keras.config.set_dtype_policy(previous)
-
-
-@dataclasses.dataclass(frozen=True)
-class Schedule:
-  """A run's step counts, resolved to iterations."""
-  steps_per_epoch: int
-  total: int
-  checkpoint_steps: tuple
-  checkpoint_every: int
-  log_every: int
-
-  @classmethod
-  def resolve(cls, hparams, num_train):
-    """The step counts of `hparams` in iterations; every value is checked, and a bad one
-    is a ConfigError naming its `training.*` binding."""
-    errors.positive_int(hparams.batch_size, "training.batch_size")
-    errors.positive_int(hparams.steps_per_loop, "training.steps_per_loop")
-    errors.positive_int(hparams.eval_batch_size, "training.eval_batch_size")
-    if not isinstance(hparams.jit_compile, bool):
-      raise errors.ConfigError(f"training.jit_compile={hparams.jit_compile!r} must be True "
-                               "or False")
-    per_epoch = pipeline.steps_per_epoch(num_train, hparams.batch_size)
-    parse = lambda s, name: schedules.parse_steps(s, per_epoch, f"training.{name}")  # noqa: E731
-    total, every, log_every = (
-        schedules.positive_steps(getattr(hparams, name), per_epoch, f"training.{name}")
-        for name in ("steps", "checkpoint_every", "log_every"))
-    if isinstance(hparams.checkpoint_steps, (str, int)):
-      raise errors.ConfigError(f"training.checkpoint_steps={hparams.checkpoint_steps!r} must "
-                               "be a list of step counts")
-    kept = tuple(sorted({parse(s, "checkpoint_steps") for s in hparams.checkpoint_steps}))
-    late = [s for s in kept if s > total]
-    if late:
-      raise ValueError(f"training.checkpoint_steps {late} lie beyond training.steps={total}")
-    return cls(per_epoch, total, kept, every, log_every)
-
-
-def _next_boundary(step, end, keep_steps, schedule, steps_per_loop):
-  """The next step at which the host must act: log, checkpoint, or finish."""
-  candidates = [end, step + steps_per_loop,
-                (step // schedule.log_every + 1) * schedule.log_every,
-                (step // schedule.checkpoint_every + 1) * schedule.checkpoint_every]
-  candidates += [s for s in keep_steps if s > step]
-  return min(c for c in candidates if c > step)
 
 
 class Trainer:
@@ -164,6 +73,7 @@ class Trainer:
     self.keep_steps = tuple(sorted(set(self.schedule.checkpoint_steps) | set(keep_steps)
                                    | {self.start_step, self.end_step}))
     self.masks = masks
+    self._density = None
     self.is_chief = distribute.is_chief(self.strategy)
     self.clock.write = self.is_chief  # the clock started first; only the chief writes
     if self.hparams.batch_size % self.strategy.num_replicas_in_sync:
@@ -207,6 +117,12 @@ class Trainer:
   @property
   def step(self):
     return int(self.global_step.numpy())
+
+  def density(self):
+    """The fraction of prunable weights kept; masks do not change once the run began."""
+    if self._density is None:
+      self._density = layers.density(self.model)
+    return self._density
 
   # -- checkpoints ------------------------------------------------------------------------
 
@@ -336,48 +252,66 @@ class Trainer:
 
   def train(self):
     """Trains from the current step to `end_step`; returns the final train/test metrics."""
-    schedule, hp, end = self.schedule, self.hparams, self.end_step
-    start = self.step
-    writer = self.summary_writer
-    density = layers.density(self.model)
+    start, end = self.step, self.end_step
     progress = progress_lib.Progress(end, start)
     train_metrics = {}
     if start < end:
-      iterator = iter(self._dataset(start))
-      self._record_run_config(start)
+      iterator = self.start_training()
       loop = self._make_loop()
       started = time.time()
       while self.step < end:
-        step = self.step
-        n = _next_boundary(step, end, self.keep_steps, schedule, hp.steps_per_loop) - step
+        n = self.next_boundary() - self.step
         loss_sum, correct = loop(iterator, tf.constant(n, tf.int64))
-        loss_sum, correct = float(loss_sum), float(correct)
-        examples = n * hp.batch_size
-        if not np.isfinite(loss_sum) or not self._finite():
-          # The loss is computed before the update, so the weights are checked too: no
-          # checkpoint of non-finite weights is ever written.
-          raise NonFiniteLossError(
-              f"non-finite training loss or weights between steps {step} and {step + n} in "
-              f"{self.model_dir}; nothing after step {step} was saved. Lower the learning "
-              "rate or check the data.")
-        step += n
-        train_metrics = {"loss": loss_sum / examples, "accuracy": 100.0 * correct / examples}
-        if step == end and self.is_chief:
-          # Written before the final checkpoint, so a run killed after it still reports them.
-          files.write_json_atomic(layout.final_train_metrics(self.model_dir), train_metrics)
-        if step in self.keep_steps:
-          self._save(kept=True)
-        elif step % schedule.checkpoint_every == 0:
-          self._save(kept=False)
-        if step % schedule.log_every == 0 or step == end:
-          lr = float(self.optimizer.learning_rate)
-          with writer.as_default(step=step):
-            for name, value in {**train_metrics, "lr": lr, "density": density}.items():
-              tf.summary.scalar(f"train/{name}", value,
-                                description=summaries.DESCRIPTIONS[name])
-          progress.report(step, train_metrics)
+        train_metrics = self.after_loop(n, float(loss_sum), float(correct), progress)
       logging.info(f"Trained steps {start}-{end} in {time.time() - started:.1f} s")
-    elif files.exists(layout.final_train_metrics(self.model_dir)):
+    return self.finish(train_metrics)
+
+  # -- the host's part of the loop, shared with group.GroupTrainer ------------------------
+
+  def start_training(self):
+    """The distributed iterator from the current step; records run_config.json."""
+    iterator = iter(self._dataset(self.step))
+    self._record_run_config(self.step)
+    return iterator
+
+  def next_boundary(self):
+    return hparams_lib.next_boundary(self.step, self.end_step, self.keep_steps, self.schedule,
+                          self.hparams.steps_per_loop)
+
+  def after_loop(self, n, loss_sum, correct, progress=None):
+    """What the host does after a compiled loop of `n` steps (the global step already
+    advanced): check the loss and weights, save, log. Returns the loop's train metrics."""
+    step, schedule = self.step, self.schedule
+    examples = n * self.hparams.batch_size
+    if not np.isfinite(loss_sum) or not self._finite():
+      # The loss is computed before the update, so the weights are checked too: no
+      # checkpoint of non-finite weights is ever written.
+      raise NonFiniteLossError(
+          f"non-finite training loss or weights between steps {step - n} and {step} in "
+          f"{self.model_dir}; nothing after step {step - n} was saved. Lower the learning "
+          "rate or check the data.")
+    train_metrics = {"loss": loss_sum / examples, "accuracy": 100.0 * correct / examples}
+    if step == self.end_step and self.is_chief:
+      # Written before the final checkpoint, so a run killed after it still reports them.
+      files.write_json_atomic(layout.final_train_metrics(self.model_dir), train_metrics)
+    if step in self.keep_steps:
+      self._save(kept=True)
+    elif step % schedule.checkpoint_every == 0:
+      self._save(kept=False)
+    if step % schedule.log_every == 0 or step == self.end_step:
+      lr = float(self.optimizer.learning_rate)
+      with self.summary_writer.as_default(step=step):
+        for name, value in {**train_metrics, "lr": lr, "density": self.density()}.items():
+          tf.summary.scalar(f"train/{name}", value,
+                            description=summaries.DESCRIPTIONS[name])
+      if progress is not None:
+        progress.report(step, train_metrics)
+    return train_metrics
+
+  def finish(self, train_metrics):
+    """Evaluates the trained run on the test set and returns its results (the summary)."""
+    writer = self.summary_writer
+    if not train_metrics and files.exists(layout.final_train_metrics(self.model_dir)):
       train_metrics = files.read_json(layout.final_train_metrics(self.model_dir))
     writer.flush()
     # The kept final checkpoint supersedes the resume ones.
@@ -392,6 +326,6 @@ class Trainer:
     if not self.is_chief:
       files.rmtree(self._write_dir)
     return {"final_step": self.step, "test_accuracy": test["accuracy"],
-            "test_loss": test["loss"], "density": density,
+            "test_loss": test["loss"], "density": self.density(),
             **{f"train_{k}": v for k, v in train_metrics.items()},
             "wall_time_s": round(self.clock.record(self.step), 1)}

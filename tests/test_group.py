@@ -1,0 +1,157 @@
+"""Many runs in one compiled program (instability.copies_per_program, training/group.py):
+each run ends with the weights it reaches alone, in its own directory, and a kill mid-group
+resumes to the weights of an uninterrupted group."""
+
+import os
+
+import gin
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from lmc_tf import config
+from lmc_tf import files
+from lmc_tf import jobs
+from lmc_tf import layout
+from lmc_tf.experiments import instability
+from lmc_tf.training import runner
+from tests.conftest import REPO
+
+SMOKE = os.path.join(REPO, "gin_configs", "smoke")
+LENET = [os.path.join(SMOKE, "lenet_mnist_instability_smoke.gin")]
+RESNET = [os.path.join(SMOKE, "resnet20_standard_instability_smoke.gin")]
+# Two inits and two pairs: the parents group, and each k's 8 copies group across inits.
+LENET_BINDINGS = ["instability.num_inits = 2", "instability.num_pairs = 2"]
+
+
+def _train(model_dir, gin_files, bindings):
+  gin.clear_config()
+  config.parse(gin_files, bindings)
+  try:
+    return jobs.run(str(model_dir), job_override="instability")
+  finally:
+    gin.clear_config()
+
+
+def _final_weights(model_dir):
+  """{run: {variable: array}} of every run's final checkpoint (the model's variables)."""
+  manifest = files.read_json(layout.manifest(str(model_dir)))
+  runs = {p["run"]: p["end_step"] for p in manifest["parents"].values()}
+  for pair in manifest["pairs"]:
+    runs.update({run: pair["end_step"] for run in pair["copies"]})
+  out = {}
+  for run, step in runs.items():
+    reader = tf.train.load_checkpoint(layout.checkpoint(layout.run_dir(str(model_dir), run),
+                                                        step))
+    out[run] = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+                if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
+  return out
+
+
+def _assert_identical(alone, grouped):
+  assert alone.keys() == grouped.keys()
+  for run in alone:
+    assert alone[run].keys() == grouped[run].keys()
+    for name, value in alone[run].items():
+      np.testing.assert_array_equal(grouped[run][name], value, err_msg=f"{run} {name}")
+
+
+def _assert_same_results(alone_dir, grouped_dir):
+  """Every run's summary (test accuracy and loss, train metrics) is the same."""
+  for run in _final_weights(alone_dir):
+    a, b = (files.read_json(layout.summary(layout.run_dir(str(d), run)))
+            for d in (alone_dir, grouped_dir))
+    for key in ("final_step", "test_accuracy", "test_loss", "train_loss", "train_accuracy"):
+      assert a[key] == b[key], (run, key)
+
+
+@pytest.fixture(scope="module")
+def lenet_alone(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("alone") / "exp"
+  _train(model_dir, LENET, LENET_BINDINGS)
+  return model_dir
+
+
+def test_plan_groups_runs_that_share_a_start_and_a_schedule():
+  gin.clear_config()
+  config.parse(LENET, LENET_BINDINGS + ["instability.copies_per_program = 3"])
+  experiment = instability.instability("unused", None, plan_only=True)
+  gin.clear_config()
+  sizes = [len(step.members) or 1 for step in experiment.steps]
+  # 2 parents in one group; per k, 8 copies (2 inits x 2 pairs x 2) in groups of 3, 3, 2.
+  assert sizes == [2, 3, 3, 2, 3, 3, 2]
+  parents = experiment.steps[0]
+  assert parents.members == ("parent-init0", "parent-init1")
+  assert all(step.deps == (parents.key,) for step in experiment.steps[1:])
+  # Every run is found by its own key (IMP's sub-experiments look their copies up so).
+  key = instability.copy_key({"rewind_step": 20, "variant": "standard", "init_seed": 1,
+                              "pair": 0}, 1)
+  assert key in experiment.step(key).members
+
+
+def test_lenet_copies_in_one_program_equal_each_trained_alone(lenet_alone, tmp_path):
+  grouped = tmp_path / "grouped"
+  _train(grouped, LENET, LENET_BINDINGS + ["instability.copies_per_program = 8"])
+  # The same run directories (hash names), and bit-identical weights: each run's ops are
+  # the ones it runs alone, on its own batches.
+  _assert_identical(_final_weights(lenet_alone), _final_weights(grouped))
+  _assert_same_results(lenet_alone, grouped)
+
+
+def test_resnet20_copies_in_one_program_equal_each_trained_alone(cifar10_sample, tmp_path):
+  bindings = [f"cifar10.path = '{cifar10_sample.npz}'", "instability.num_pairs = 2",
+              "instability.reset_schedule = False"]
+  alone, grouped = tmp_path / "alone", tmp_path / "grouped"
+  _train(alone, RESNET, bindings)
+  _train(grouped, RESNET, bindings + ["instability.copies_per_program = 4"])
+  # BatchNorm's moving statistics are model variables: they are compared too.
+  weights = _final_weights(alone)
+  assert any("moving_mean" in name for name in next(iter(weights.values())))
+  _assert_identical(weights, _final_weights(grouped))
+  _assert_same_results(alone, grouped)
+
+
+class _Killed(Exception):
+  pass
+
+
+def test_a_kill_mid_group_resumes_to_the_uninterrupted_weights(lenet_alone, tmp_path,
+                                                               monkeypatch):
+  """Killed after the first run of a group saved step 30 and before the others did: on the
+  rerun the runs resume at different steps, and each still ends where it would have."""
+  save = runner.Trainer._save
+  saved_at_30 = []
+
+  def save_then_die(trainer, kept):
+    save(trainer, kept)
+    if trainer.step == 30 and trainer.start_step == 20:
+      saved_at_30.append(trainer.model_dir)
+      if len(saved_at_30) == 3:
+        raise _Killed()
+  monkeypatch.setattr(runner.Trainer, "_save", save_then_die)
+  model_dir = tmp_path / "killed"
+  bindings = LENET_BINDINGS + ["instability.copies_per_program = 8"]
+  with pytest.raises(_Killed):
+    _train(model_dir, LENET, bindings)
+  monkeypatch.setattr(runner.Trainer, "_save", save)
+  resumed = [d for d in saved_at_30 if files.exists(layout.resume_dir(d))]
+  assert len(resumed) == 3  # three copies of k = 20 at step 30; five still at their start
+  _train(model_dir, LENET, bindings)
+  _assert_identical(_final_weights(lenet_alone), _final_weights(model_dir))
+
+
+def test_a_group_whose_runs_are_partly_finished_trains_only_the_rest(lenet_alone, tmp_path,
+                                                                    console):
+  model_dir = tmp_path / "partial"
+  bindings = LENET_BINDINGS + ["instability.copies_per_program = 8"]
+  _train(model_dir, LENET, bindings)
+  manifest = files.read_json(layout.manifest(str(model_dir)))
+  redo = [layout.run_dir(str(model_dir), run) for run in manifest["pairs"][-1]["copies"]]
+  for run_dir in redo:
+    files.rmtree(run_dir)
+  console()
+  _train(model_dir, LENET, bindings)
+  said = console()
+  assert said.count(": training in") == 2
+  assert "Training 2 runs in one program, steps 20-60" in said
+  _assert_identical(_final_weights(lenet_alone), _final_weights(model_dir))
