@@ -3,6 +3,7 @@ each run ends with the weights it reaches alone, in its own directory, and a kil
 resumes to the weights of an uninterrupted group."""
 
 import os
+import shutil
 
 import gin
 import numpy as np
@@ -24,13 +25,28 @@ RESNET = [os.path.join(SMOKE, "resnet20_standard_instability_smoke.gin")]
 LENET_BINDINGS = ["instability.num_inits = 2", "instability.num_pairs = 2"]
 
 
-def _train(model_dir, gin_files, bindings):
+MODES = ["evaluate.bn_modes = ('interpolate', 'reset', 'repair')", "evaluate.bn_batches = 2"]
+
+
+def _train(model_dir, gin_files, bindings, job="instability"):
   gin.clear_config()
   config.parse(gin_files, bindings)
   try:
-    return jobs.run(str(model_dir), job_override="instability")
+    return jobs.run(str(model_dir), job_override=job)
   finally:
     gin.clear_config()
+
+
+def _evaluations(model_dir):
+  """{file name: JSON} of every pair's curves and metrics (every BN mode)."""
+  out = {}
+  for pair in files.read_json(layout.manifest(str(model_dir)))["pairs"]:
+    for mode in ("interpolate", "reset", "repair"):
+      for path in (layout.curve(str(model_dir), pair["id"], mode=mode),
+                   layout.metrics(str(model_dir), pair["id"], mode)):
+        if os.path.exists(path):
+          out[os.path.relpath(path, str(model_dir))] = files.read_json(path)
+  return out
 
 
 def _final_weights(model_dir):
@@ -109,6 +125,12 @@ def test_resnet20_copies_in_one_program_equal_each_trained_alone(cifar10_sample,
   assert any("moving_mean" in name for name in next(iter(weights.values())))
   _assert_identical(weights, _final_weights(grouped))
   _assert_same_results(alone, grouped)
+  # The sweep, 2 alphas in one program, in every BN mode: the numbers of one at a time.
+  _train(alone, RESNET, bindings + MODES, "evaluate")
+  _train(grouped, RESNET, bindings + MODES + ["evaluate.alphas_per_program = 2"], "evaluate")
+  measured = _evaluations(alone)
+  assert len(measured) == 4 * 3 * 2  # 2 k x 2 pairs, 3 modes, a curve and metrics each
+  assert _evaluations(grouped) == measured
 
 
 class _Killed(Exception):
@@ -155,3 +177,23 @@ def test_a_group_whose_runs_are_partly_finished_trains_only_the_rest(lenet_alone
   assert said.count(": training in") == 2
   assert "Training 2 runs in one program, steps 20-60" in said
   _assert_identical(_final_weights(lenet_alone), _final_weights(model_dir))
+
+
+def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone, tmp_path):
+  alone, grouped = tmp_path / "alone", tmp_path / "grouped"
+  shutil.copytree(lenet_alone, alone)
+  shutil.copytree(lenet_alone, grouped)
+  _train(alone, LENET, LENET_BINDINGS + MODES, "evaluate")
+  bindings = LENET_BINDINGS + MODES + ["evaluate.alphas_per_program = 4"]
+  _train(grouped, LENET, bindings, "evaluate")
+  measured = _evaluations(alone)
+  assert _evaluations(grouped) == measured
+  # Killed mid-sweep: the second group of alphas of a curve lost, its metrics not written.
+  pair = files.read_json(layout.manifest(str(grouped)))["pairs"][0]["id"]
+  curve_path = layout.curve(str(grouped), pair, mode="reset")
+  curve = files.read_json(curve_path)
+  del curve["points"]["4"]
+  files.write_json_atomic(curve_path, curve)
+  os.remove(layout.metrics(str(grouped), pair, "reset"))
+  _train(grouped, LENET, bindings, "evaluate")
+  assert _evaluations(grouped) == measured

@@ -29,6 +29,7 @@ import tensorflow as tf
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.evaluation import barrier
+from lmc_tf.evaluation import curve as curve_lib
 from lmc_tf.evaluation import distances
 from lmc_tf.evaluation import interpolate
 from lmc_tf.models import layers
@@ -88,54 +89,25 @@ class Plan:
             and {k: saved[k] for k in keys if k in saved} == self.settings())
 
 
-class Curve:
-  """One curve's points on disk: grid points by index (as the paper's curve.json always
-  held them), any other alpha by its value under "extra". Measured once each, resumed."""
-
-  def __init__(self, path, grid, measure, on_point=None):
-    self.path = path
-    self.grid = [float(a) for a in grid]
-    self._measure = measure
-    self._on_point = on_point
-    self.points, self.extra = {}, {}
-    if files.exists(path):
-      try:
-        saved = files.read_json(path)
-      except files.UnreadableFileError as e:
-        logging.warning(f"{e}; its alpha points are measured again")
-        saved = {}
-      if saved.get("alphas") == self.grid:
-        self.points, self.extra = saved["points"], saved.get("extra", {})
-        logging.info(f"{os.path.basename(os.path.dirname(path))}: "
-                     f"{len(self.points)}/{len(self.grid)} alpha points already measured")
-
-  def at(self, alpha):
-    alpha = float(alpha)
-    index = self.grid.index(alpha) if alpha in self.grid else None
-    store, key = (self.points, str(index)) if index is not None else (self.extra, repr(alpha))
-    if key not in store:
-      store[key] = self._measure(alpha)
-      saved = {"alphas": self.grid, "points": self.points}
-      if self.extra:
-        saved["extra"] = self.extra
-      files.write_json_atomic(self.path, saved)
-      if self._on_point and index is not None:
-        self._on_point(index, store[key])
-    return store[key]
-
-  def on_grid(self):
-    return [self.at(a) for a in self.grid]
-
-
 class Sweeper:
-  """One scratch model and one evaluator per split, reused for every pair and alpha."""
+  """One scratch model and one evaluator per split, reused for every pair and alpha.
 
-  def __init__(self, strategy, data, splits, eval_examples, batch_size):
+  With `alphas_per_program` M > 1 it holds M - 1 more scratch models, and a curve's grid
+  points are measured M at a time: M interpolated networks, each batch read once and every
+  network run on it in one program (SplitEvaluator.evaluate_all). Each network's error and
+  loss are what it gives alone.
+  """
+
+  def __init__(self, strategy, data, splits, eval_examples, batch_size, alphas_per_program=1):
+    build = lambda: registry.build_model(  # noqa: E731
+        init_seed=0, input_shape=data.image_shape, num_classes=data.num_classes)
     with strategy.scope():
-      self.model = registry.build_model(init_seed=0, input_shape=data.image_shape,
-                                        num_classes=data.num_classes)
+      self.model = build()
+      self.extra_models = [build() for _ in range(alphas_per_program - 1)]
+    self.alphas_per_program = alphas_per_program
     self.evaluators = {s: evaluate_lib.SplitEvaluator(strategy, self.model, data, s,
-                                                      batch_size, eval_examples)
+                                                      batch_size, eval_examples,
+                                                      models=self.extra_models)
                        for s in splits}
 
   def load(self, checkpoint_path):
@@ -152,15 +124,29 @@ class Sweeper:
     return {split: {k: r[k] for k in ("error", "loss")}
             for split, r in ((s, e()) for s, e in self.evaluators.items())}
 
+  def measure_many(self, weights_list):
+    """measure() of each of up to alphas_per_program networks, in one pass per split."""
+    models = [self.model, *self.extra_models][:len(weights_list)]
+    for model, weights in zip(models, weights_list):
+      interpolate.assign(model, weights)
+    by_split = {s: e.evaluate_all(len(models)) for s, e in self.evaluators.items()}
+    return [{split: {k: results[i][k] for k in ("error", "loss")}
+             for split, results in by_split.items()} for i in range(len(models))]
+
   def curve(self, weights_a, weights_b, alphas, path, on_point=None, transform=None):
     """The `Curve` between two networks; `transform(alpha, weights)` gives the variables a
     point is measured with (a BN mode), the interpolation itself if None."""
-    def measure(alpha):
+    def weights_at(alpha):
       weights = interpolate.interpolate(weights_a, weights_b, alpha)
       if not 0.0 <= alpha <= 1.0:
         weights = self._valid_statistics(weights)
-      return self.measure(weights if transform is None else transform(alpha, weights))
-    return Curve(path, alphas, measure, on_point)
+      # A BN mode's transform uses self.model as its scratch: done before any is assigned.
+      return weights if transform is None else transform(alpha, weights)
+
+    def measure_many(alphas):
+      return self.measure_many([weights_at(a) for a in alphas])
+    return curve_lib.Curve(path, alphas, lambda alpha: self.measure(weights_at(alpha)),
+                           on_point, measure_many, self.alphas_per_program)
 
   def sweep(self, weights_a, weights_b, alphas, path, on_point=None, transform=None):
     """Error and loss at every alpha; resumes from the points already in `path`."""

@@ -170,7 +170,7 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
              batch_size=1000, watch=False, timeout_s=24 * 3600, poll_s=10,
              bn_modes=(layout.DEFAULT_BN_MODE,), bn_batches=50, bn_batch_size=None,
              bn_augment=True, bn_seed=0, alpha_range=evaluator.DEFAULT_RANGE,
-             refine_peak=False, align=None, align_batches=10):
+             refine_peak=False, align=None, align_batches=10, alphas_per_program=1):
   """Interpolates every finished pair of DIR's instability experiment.
 
   Args:
@@ -198,6 +198,8 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
       tuple of these, e.g. (None, 'weight_matching') for both; every BN mode of each.
     align_batches: training batches (of bn_batch_size, un-augmented) that activation
       matching compares the copies' activations on.
+    alphas_per_program: measure this many alpha of a curve at once, in one program (each
+      batch read once, every interpolated network run on it); the same numbers, sooner.
   """
   if not files.exists(layout.manifest(model_dir)) and files.exists(
       layout.imp_record(model_dir)):
@@ -207,6 +209,7 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
   if eval_examples is not None:
     errors.positive_int(eval_examples, "evaluate.eval_examples")
   errors.positive_int(batch_size, "evaluate.batch_size")
+  errors.positive_int(alphas_per_program, "evaluate.alphas_per_program")
   errors.positive_number(timeout_s, "evaluate.timeout_s")
   errors.positive_number(poll_s, "evaluate.poll_s")
   errors.non_negative_int(bn_seed, "evaluate.bn_seed")
@@ -215,7 +218,8 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
       raise errors.ConfigError(f"evaluate.{name}={flag!r} must be True or False")
   manifest = _wait_for_manifest(model_dir, watch, deadline, poll_s)
   data = data_base.get_dataset()
-  sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size)
+  sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size,
+                              alphas_per_program)
   if bn_batch_size is None and plan.keys != [(None, layout.DEFAULT_BN_MODE)]:
     bn_batch_size = runner.TrainingHParams().batch_size
   bn = aligner = None

@@ -1,4 +1,5 @@
-"""Loss and accuracy of a model on a whole split, through `strategy.run`."""
+"""Loss and accuracy of a model on a whole split, through `strategy.run`; or of several
+models at once, each batch read once and every model run on it in one program."""
 
 import numpy as np
 import tensorflow as tf
@@ -8,9 +9,14 @@ from lmc_tf.models import registry
 
 
 class SplitEvaluator:
-  """Evaluates `model` on one split; build once, call as often as the weights change."""
+  """Evaluates `model` on one split; build once, call as often as the weights change.
 
-  def __init__(self, strategy, model, data, split="test", batch_size=1000, max_examples=None):
+  `models` are further models of the same architecture that `evaluate_all` measures beside
+  `model`, on the same batches in one compiled loop (the evaluator's alphas per program).
+  """
+
+  def __init__(self, strategy, model, data, split="test", batch_size=1000, max_examples=None,
+               models=()):
     num_examples = data.num_examples(split)
     if max_examples is not None:
       num_examples = min(num_examples, max_examples)
@@ -20,19 +26,21 @@ class SplitEvaluator:
     self.num_examples = num_examples
     self._strategy = strategy
     self._model = model
+    self._models = [model, *models]
+    self._loops_all = {}
     self._num_batches = -(-num_examples // batch_size)
     self._dataset = strategy.distribute_datasets_from_function(
         lambda ctx: data.eval_batches(split, batch_size, max_examples, ctx))
     self._loop = tf.function(self._eval_loop)
     self._per_example_step = tf.function(self._gathered_step)
 
-  def _logits(self, images):
+  def _logits(self, images, model=None):
     # An auxiliary classifier (Inception-v3) is trained but not evaluated.
-    logits, _ = registry.split_outputs(self._model(images, training=False))
+    logits, _ = registry.split_outputs((model or self._model)(images, training=False))
     return tf.cast(logits, tf.float32)
 
-  def _eval_step(self, images, labels, weights):
-    logits = self._logits(images)
+  def _eval_step(self, images, labels, weights, model=None):
+    logits = self._logits(images, model)
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
                       tf.float32)
@@ -46,6 +54,36 @@ class SplitEvaluator:
       total_loss += self._strategy.reduce("SUM", loss, axis=None)
       total_correct += self._strategy.reduce("SUM", correct, axis=None)
     return total_loss, total_correct
+
+  def _loop_all(self, n):
+    """The compiled loop over the split of the first `n` models: [n, 2] sums."""
+    if n not in self._loops_all:
+      models = self._models[:n]
+
+      def step(images, labels, weights):
+        return tf.stack([tf.stack(self._eval_step(images, labels, weights, m))
+                         for m in models])
+
+      def loop(iterator):
+        totals = tf.zeros([n, 2])
+        for _ in tf.range(self._num_batches):
+          totals += self._strategy.reduce(
+              "SUM", self._strategy.run(step, args=next(iterator)), axis=None)
+        return totals
+      self._loops_all[n] = tf.function(loop)
+    return self._loops_all[n]
+
+  def evaluate_all(self, n=None):
+    """The results of __call__ for each of the first `n` models (all by default), from one
+    pass over the split."""
+    n = len(self._models) if n is None else n
+    totals = self._loop_all(n)(iter(self._dataset)).numpy()
+    return [self._result(loss, correct) for loss, correct in totals]
+
+  def _result(self, loss, correct):
+    accuracy = 100.0 * float(correct) / self.num_examples
+    return {"loss": float(loss) / self.num_examples, "accuracy": accuracy,
+            "error": 100.0 - accuracy, "examples": self.num_examples}
 
   def _per_example(self, images, labels, weights):
     logits = self._logits(images)
@@ -74,6 +112,4 @@ class SplitEvaluator:
   def __call__(self):
     """Returns {'loss': mean loss, 'accuracy': percent, 'error': percent, 'examples': n}."""
     loss, correct = self._loop(iter(self._dataset))
-    accuracy = 100.0 * float(correct) / self.num_examples
-    return {"loss": float(loss) / self.num_examples, "accuracy": accuracy,
-            "error": 100.0 - accuracy, "examples": self.num_examples}
+    return self._result(loss, correct)
