@@ -12,6 +12,12 @@ What it times, on synthetic uint8 data handed to lmc_tf as a `data.base.ImageDat
                  30 x the median time of `evaluator.Sweeper.sweep` at one alpha (interpolate,
                  assign, evaluate, write the curve point).
 
+With --copies=1,2,6,9 (benchmarks/group_bench.py), also for every model and K:
+  train/<model> K=<K>   aggregate images/s of K copies in one `group.GroupTrainer` loop
+                        (instability.copies_per_program = K), every copy's images counted;
+  sweep30/<model> M=<K> seconds for a whole 30-alpha sweep over 10,000 test images,
+                        measured K alphas per program (evaluate.alphas_per_program = K).
+
 With --torch_python and --torch_bench, the PyTorch reference (../shared/bench/torch_bench.py)
 runs as `--serve` subprocesses, and their reps alternate with ours round by round, so that
 the machine's noise hits both sides alike: compare the ratios.
@@ -51,6 +57,9 @@ from lmc_tf.models import layers  # noqa: E402
 from lmc_tf.models import registry  # noqa: E402
 from lmc_tf.training import evaluate  # noqa: E402
 from lmc_tf.training import runner  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import group_bench  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # Each benchmark builds its own Trainer, hence its own loop: the retracing warning is expected.
 tf.get_logger().setLevel("ERROR")
@@ -385,9 +394,11 @@ def value(bench, task, stat):
   """
   if not bench.results:
     return None
-  if task.startswith("sweep/"):
+  if task.startswith("sweep"):
     seconds = [r["sec"] for r in bench.results]
-    return NUM_ALPHAS * (statistics.median(seconds) if stat == "median" else min(seconds))
+    # sweep/: one alpha per rep; sweep30/: a whole sweep per rep.
+    scale = NUM_ALPHAS if task.startswith("sweep/") else 1
+    return scale * (statistics.median(seconds) if stat == "median" else min(seconds))
   rates = [rate(r) for r in bench.results]
   return statistics.median(rates) if stat == "median" else max(rates)
 
@@ -411,7 +422,7 @@ def alternate(groups, reps):
         arg = alphas[(r * 7 + 3) % NUM_ALPHAS] if task.startswith("sweep/") else None
         result = bench.rep(arg)
         extra = f" ({NUM_ALPHAS * result['sec']:.1f} s per sweep)" if task.startswith(
-            "sweep/") else ""
+            "sweep/") else (" (a whole sweep)" if task.startswith("sweep30/") else "")
         print(f"[round {r + 1}/{reps[task]}] {task:22s} {label(bench):16s} "
               f"{result['sec']:7.3f} s  {rate(result):9.1f} img/s  "
               f"{result['cores_used']:.2f} cores{extra}", flush=True)
@@ -421,7 +432,7 @@ def table(groups, stat="median"):
   """Rows: task, ours, torch eager, torch.compile, ours vs torch.compile."""
   rows = []
   for task, benches in groups.items():
-    is_sweep = task.startswith("sweep/")
+    is_sweep = task.startswith("sweep")
     torch_by = {b.compile: value(b, task, stat) for b in benches if b.side == "torch"}
     for bench in (b for b in benches if b.side == "ours"):
       ours = value(bench, task, stat)
@@ -489,6 +500,9 @@ def parse_args(argv=None):
                  help="python of a venv with torch (e.g. ~/torchenv/bin/python)")
   p.add_argument("--torch_bench", default="", help="path to torch_bench.py")
   p.add_argument("--torch_compile", choices=["both", "on", "off"], default="both")
+  p.add_argument("--copies", default="",
+                 help="comma-separated K: also time K copies trained in one program and the "
+                      "30-alpha sweep at K alphas per program (e.g. 1,2,6,9)")
   p.add_argument("--json", default="", help="write machine, settings and every rep here")
   args = p.parse_args(argv)
   if bool(args.torch_python) != bool(args.torch_bench):
@@ -510,6 +524,8 @@ def main(argv=None):
     if m not in available:
       raise SystemExit(f"--models: {m!r} is not in the registry ({available})")
   measure = set(args.measure.split(","))
+  copies = [int(k) for k in args.copies.split(",") if k]
+  this = sys.modules[__name__]
   jits = {"both": [False, True], "on": [True], "off": [False]}[args.jit]
   compiles = {"both": [False, True], "on": [True], "off": [False]}[args.torch_compile]
 
@@ -553,6 +569,17 @@ def main(argv=None):
       if "sweep" in measure and m == args.sweep_model:
         add(f"sweep/{m}", lambda: sweep_bench(m, data, data_bindings, args.density, workdir))
         reps[f"sweep/{m}"] = args.sweep_reps
+      for k in copies:
+        if "train" in measure:
+          for jit in jits:
+            add(f"train/{m} K={k}", lambda jit=jit, k=k: group_bench.group_train_bench(
+                this, m, data, data_bindings, jit, steps, args.reps, args.density,
+                args.mixed_precision, args.augment, workdir, k))
+          reps[f"train/{m} K={k}"] = args.reps
+        if "sweep" in measure:
+          add(f"sweep30/{m} M={k}", lambda k=k: group_bench.group_sweep_bench(
+              this, m, data, data_bindings, args.density, workdir, k))
+          reps[f"sweep30/{m} M={k}"] = args.sweep_reps
     if args.torch_python:
       for name in list(groups):
         task = TORCH_TASKS.get(name)

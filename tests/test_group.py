@@ -21,8 +21,9 @@ from tests.conftest import REPO
 SMOKE = os.path.join(REPO, "gin_configs", "smoke")
 LENET = [os.path.join(SMOKE, "lenet_mnist_instability_smoke.gin")]
 RESNET = [os.path.join(SMOKE, "resnet20_standard_instability_smoke.gin")]
-# Two inits and two pairs: the parents group, and each k's 8 copies group across inits.
-LENET_BINDINGS = ["instability.num_inits = 2", "instability.num_pairs = 2"]
+# Two inits: the parents group, and each k's 4 copies group across inits.
+LENET_BINDINGS = ["instability.num_inits = 2"]
+GROUPED = LENET_BINDINGS + ["instability.copies_per_program = 4"]
 
 
 MODES = ["evaluate.bn_modes = ('interpolate', 'reset', 'repair')", "evaluate.bn_batches = 2"]
@@ -88,9 +89,17 @@ def lenet_alone(tmp_path_factory):
   return model_dir
 
 
+@pytest.fixture(scope="module")
+def lenet_grouped(tmp_path_factory):
+  model_dir = tmp_path_factory.mktemp("grouped") / "exp"
+  _train(model_dir, LENET, GROUPED)
+  return model_dir
+
+
 def test_plan_groups_runs_that_share_a_start_and_a_schedule():
   gin.clear_config()
-  config.parse(LENET, LENET_BINDINGS + ["instability.copies_per_program = 3"])
+  config.parse(LENET, LENET_BINDINGS + ["instability.num_pairs = 2",
+                                        "instability.copies_per_program = 3"])
   experiment = instability.instability("unused", None, plan_only=True)
   gin.clear_config()
   sizes = [len(step.members) or 1 for step in experiment.steps]
@@ -105,9 +114,8 @@ def test_plan_groups_runs_that_share_a_start_and_a_schedule():
   assert key in experiment.step(key).members
 
 
-def test_lenet_copies_in_one_program_equal_each_trained_alone(lenet_alone, tmp_path):
-  grouped = tmp_path / "grouped"
-  _train(grouped, LENET, LENET_BINDINGS + ["instability.copies_per_program = 8"])
+def test_lenet_copies_in_one_program_equal_each_trained_alone(lenet_alone, lenet_grouped):
+  grouped = lenet_grouped
   # The same run directories (hash names), and bit-identical weights: each run's ops are
   # the ones it runs alone, on its own batches.
   _assert_identical(_final_weights(lenet_alone), _final_weights(grouped))
@@ -115,11 +123,10 @@ def test_lenet_copies_in_one_program_equal_each_trained_alone(lenet_alone, tmp_p
 
 
 def test_resnet20_copies_in_one_program_equal_each_trained_alone(cifar10_sample, tmp_path):
-  bindings = [f"cifar10.path = '{cifar10_sample.npz}'", "instability.num_pairs = 2",
-              "instability.reset_schedule = False"]
+  bindings = [f"cifar10.path = '{cifar10_sample.npz}'", "instability.reset_schedule = False"]
   alone, grouped = tmp_path / "alone", tmp_path / "grouped"
   _train(alone, RESNET, bindings)
-  _train(grouped, RESNET, bindings + ["instability.copies_per_program = 4"])
+  _train(grouped, RESNET, bindings + ["instability.copies_per_program = 2"])
   # BatchNorm's moving statistics are model variables: they are compared too.
   weights = _final_weights(alone)
   assert any("moving_mean" in name for name in next(iter(weights.values())))
@@ -129,7 +136,7 @@ def test_resnet20_copies_in_one_program_equal_each_trained_alone(cifar10_sample,
   _train(alone, RESNET, bindings + MODES, "evaluate")
   _train(grouped, RESNET, bindings + MODES + ["evaluate.alphas_per_program = 2"], "evaluate")
   measured = _evaluations(alone)
-  assert len(measured) == 4 * 3 * 2  # 2 k x 2 pairs, 3 modes, a curve and metrics each
+  assert len(measured) == 2 * 3 * 2  # 2 k x 1 pair, 3 modes, a curve and metrics each
   assert _evaluations(grouped) == measured
 
 
@@ -152,21 +159,20 @@ def test_a_kill_mid_group_resumes_to_the_uninterrupted_weights(lenet_alone, tmp_
         raise _Killed()
   monkeypatch.setattr(runner.Trainer, "_save", save_then_die)
   model_dir = tmp_path / "killed"
-  bindings = LENET_BINDINGS + ["instability.copies_per_program = 8"]
   with pytest.raises(_Killed):
-    _train(model_dir, LENET, bindings)
+    _train(model_dir, LENET, GROUPED)
   monkeypatch.setattr(runner.Trainer, "_save", save)
   resumed = [d for d in saved_at_30 if files.exists(layout.resume_dir(d))]
-  assert len(resumed) == 3  # three copies of k = 20 at step 30; five still at their start
-  _train(model_dir, LENET, bindings)
+  assert len(resumed) == 3  # three copies of k = 20 at step 30; the fourth at its start
+  _train(model_dir, LENET, GROUPED)
   _assert_identical(_final_weights(lenet_alone), _final_weights(model_dir))
 
 
-def test_a_group_whose_runs_are_partly_finished_trains_only_the_rest(lenet_alone, tmp_path,
-                                                                    console):
+def test_a_group_whose_runs_are_partly_finished_trains_only_the_rest(
+    lenet_alone, lenet_grouped, tmp_path, console):
   model_dir = tmp_path / "partial"
-  bindings = LENET_BINDINGS + ["instability.copies_per_program = 8"]
-  _train(model_dir, LENET, bindings)
+  shutil.copytree(lenet_grouped, model_dir)
+  bindings = GROUPED
   manifest = files.read_json(layout.manifest(str(model_dir)))
   redo = [layout.run_dir(str(model_dir), run) for run in manifest["pairs"][-1]["copies"]]
   for run_dir in redo:
@@ -179,10 +185,11 @@ def test_a_group_whose_runs_are_partly_finished_trains_only_the_rest(lenet_alone
   _assert_identical(_final_weights(lenet_alone), _final_weights(model_dir))
 
 
-def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone, tmp_path):
+def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone,
+                                                                    lenet_grouped, tmp_path):
   alone, grouped = tmp_path / "alone", tmp_path / "grouped"
   shutil.copytree(lenet_alone, alone)
-  shutil.copytree(lenet_alone, grouped)
+  shutil.copytree(lenet_grouped, grouped)
   _train(alone, LENET, LENET_BINDINGS + MODES, "evaluate")
   bindings = LENET_BINDINGS + MODES + ["evaluate.alphas_per_program = 4"]
   _train(grouped, LENET, bindings, "evaluate")

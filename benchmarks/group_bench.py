@@ -1,0 +1,88 @@
+"""Benchmarks of many runs in one program (throughput.py --copies): K copies trained by one
+`group.GroupTrainer` loop, and the 30-alpha sweep measured M alphas per program."""
+
+import os
+import tempfile
+import time
+
+import tensorflow as tf
+
+from lmc_tf import distribute
+from lmc_tf.evaluation import evaluator as evaluator_lib
+from lmc_tf.models import layers
+from lmc_tf.training import group
+from lmc_tf.training import runner
+
+
+def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, reps, density,
+                      mixed_precision, augment, workdir, copies):
+  """`copies` Trainers (data-order seeds 1..K) in one GroupTrainer loop; one rep = one loop
+  call of `steps` steps of every copy. Images/s count every copy's images."""
+  total = 1 + steps + steps * reps
+  throughput.bind(model_name, data_bindings, total, jit, mixed_precision, augment)
+  trainers = []
+  for c in range(copies):
+    model_dir = tempfile.mkdtemp(prefix=f"group_{model_name}_{c}_", dir=workdir)
+    trainer = runner.Trainer(model_dir, data=data, init_seed=c, data_order_seed=c + 1,
+                             augmentation_seed=c + 1)
+    layers.set_masks(trainer.model, throughput.random_masks(trainer.model, density))
+    trainers.append(trainer)
+  grouped = group.GroupTrainer(trainers)
+  iterators = tuple(iter(t._dataset(t.step)) for t in trainers)  # pylint: disable=protected-access
+  loop = grouped._make_loop()  # pylint: disable=protected-access
+  batch = trainers[0].hparams.batch_size
+
+  def run(n):
+    totals = loop(iterators, tf.constant(n, tf.int64)).numpy()  # waits for the loop
+    return float(totals[:, 0].mean()) / (n * batch)
+
+  info = {"model": model_name, "copies": copies, "batch": batch, "steps_per_rep": steps,
+          "jit": bool(jit), "xla_used": trainers[0]._use_xla(),  # pylint: disable=protected-access
+          "mixed_precision": mixed_precision, "num_train": data.num_train}
+  tic = time.perf_counter()
+  run(1)
+  info["first_step_s"] = round(time.perf_counter() - tic, 2)
+  run(steps)
+  items = copies * steps * batch
+
+  def rep(_):
+    tic = time.perf_counter()
+    loss = run(steps)
+    return {"sec": time.perf_counter() - tic, "items": items, "loss": loss}
+
+  return throughput.Bench(f"train/{model_name} K={copies}", jit, info, rep)
+
+
+def group_sweep_bench(throughput, model_name, data, data_bindings, density, workdir,
+                      per_program):
+  """The 30-alpha sweep over the test split, `per_program` alphas per program. One rep is
+  one whole sweep here (a fresh curve file), timed end to end."""
+  throughput.bind(model_name, data_bindings)
+  sweeper = evaluator_lib.Sweeper(distribute.get_strategy(), data, ("test",), None,
+                                  throughput.EVAL_BATCH, per_program)
+  masks = throughput.random_masks(sweeper.model, density)
+  layers.set_masks(sweeper.model, masks)
+  weights_a = [v.numpy() for v in sweeper.model.variables]
+  weights_b = throughput.perturbed(sweeper.model)
+  alphas = [float(a) for a in throughput.barrier.alphas(throughput.NUM_ALPHAS)]
+  curves = tempfile.mkdtemp(prefix="group_sweep_", dir=workdir)
+  count = [0]
+
+  def sweep():
+    count[0] += 1
+    path = os.path.join(curves, f"curve{count[0]}.json")
+    return sweeper.sweep(weights_a, weights_b, alphas, path)
+
+  tic = time.perf_counter()
+  sweep()
+  info = {"model": model_name, "alphas_per_program": per_program,
+          "batch": throughput.EVAL_BATCH, "examples": data.num_test,
+          "first_sweep_s": round(time.perf_counter() - tic, 2)}
+
+  def rep(_):
+    tic = time.perf_counter()
+    points = sweep()
+    return {"sec": time.perf_counter() - tic, "items": len(alphas) * data.num_test,
+            "error": points[len(points) // 2]["test"]["error"]}
+
+  return throughput.Bench(f"sweep30/{model_name} M={per_program}", None, info, rep)
