@@ -204,3 +204,11 @@ def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone,
   os.remove(layout.metrics(str(grouped), pair, "reset"))
   _train(grouped, LENET, bindings, "evaluate")
   assert _evaluations(grouped) == measured
+
+
+def test_lenet_under_xla_one_program_equals_alone(tmp_path):
+  """With training.jit_compile the group's steps are one XLA program; still bit for bit."""
+  bindings = LENET_BINDINGS + ["training.jit_compile = True", "instability.rewind_steps = [20]"]
+  _train(tmp_path / "alone", LENET, bindings)
+  _train(tmp_path / "grouped", LENET, bindings + ["instability.copies_per_program = 4"])
+  _assert_identical(_final_weights(tmp_path / "alone"), _final_weights(tmp_path / "grouped"))
