@@ -96,11 +96,11 @@ def lenet_grouped(tmp_path_factory):
   return model_dir
 
 
-def test_plan_groups_runs_that_share_a_start_and_a_schedule():
+def test_plan_groups_runs_that_share_a_start_and_a_schedule(tmp_path):
   gin.clear_config()
   config.parse(LENET, LENET_BINDINGS + ["instability.num_pairs = 2",
                                         "instability.copies_per_program = 3"])
-  experiment = instability.instability("unused", None, plan_only=True)
+  experiment = instability.instability(str(tmp_path), None, plan_only=True)
   gin.clear_config()
   sizes = [len(step.members) or 1 for step in experiment.steps]
   # 2 parents in one group; per k, 8 copies (2 inits x 2 pairs x 2) in groups of 3, 3, 2.
