@@ -11,6 +11,7 @@ import pytest
 import tensorflow as tf
 
 from lmc_tf import config
+from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import jobs
 from lmc_tf import layout
@@ -212,3 +213,14 @@ def test_lenet_under_xla_one_program_equals_alone(tmp_path):
   _train(tmp_path / "alone", LENET, bindings)
   _train(tmp_path / "grouped", LENET, bindings + ["instability.copies_per_program = 4"])
   _assert_identical(_final_weights(tmp_path / "alone"), _final_weights(tmp_path / "grouped"))
+
+
+@pytest.mark.parametrize("job, binding", [
+    ("instability", "instability.copies_per_program = 0"),
+    ("instability", "instability.copies_per_program = 'all'"),
+    ("evaluate", "evaluate.alphas_per_program = 0"),
+])
+def test_a_bad_group_size_is_named(tmp_path, job, binding):
+  with pytest.raises(errors.ConfigError, match=binding.split(" = ")[0]):
+    _train(tmp_path / "exp", LENET, [binding], job)
+  assert not os.path.exists(layout.manifest(str(tmp_path / "exp")))

@@ -262,9 +262,13 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
         run for _, run, _, _ in copies.values()]
     training = sum(files.read_json(layout.summary(layout.run_dir(model_dir, run))).get(
         "wall_time_s", 0.0) for run in runs)
+    # A run trained in a group counts the group's wall time: the sum counts a group K times.
+    shared = " (runs trained together each count their group's time)" if (
+        copies_per_program > 1) else ""
     logging.info(f"Instability runs done in {time.time() - started:.0f} s here, "
-                 f"{training:.0f} s of training in all: {len(manifest['parents'])} parent(s), "
-                 f"{len(copies)} copies. Next: --job=evaluate, then --job=report.")
+                 f"{training:.0f} s of training in all{shared}: "
+                 f"{len(manifest['parents'])} parent(s), {len(copies)} copies. "
+                 "Next: --job=evaluate, then --job=report.")
     return {"manifest": layout.manifest(model_dir), "pairs": len(manifest["pairs"]),
             "wall_time_s": round(training, 1)}
 
