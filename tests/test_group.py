@@ -224,3 +224,39 @@ def test_a_bad_group_size_is_named(tmp_path, job, binding):
   with pytest.raises(errors.ConfigError, match=binding.split(" = ")[0]):
     _train(tmp_path / "exp", LENET, [binding], job)
   assert not os.path.exists(layout.manifest(str(tmp_path / "exp")))
+
+
+IMP = [os.path.join(SMOKE, "lenet_mnist_imp_smoke.gin")]
+
+
+def _runs_weights(model_dir):
+  """{run directory name: {variable: array}} of every finished run's final checkpoint."""
+  out = {}
+  runs = tf.io.gfile.glob(os.path.join(str(model_dir), "runs", "*"))
+  for run_dir in runs:
+    summary = files.read_json(layout.summary(run_dir))
+    reader = tf.train.load_checkpoint(layout.checkpoint(run_dir, summary["final_step"]))
+    out[os.path.basename(run_dir)] = {
+        name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+        if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
+  return out
+
+
+def test_imp_runs_of_several_inits_in_one_program_equal_each_alone(tmp_path):
+  """IMP's parents and each level's runs of one variant, of two inits, train in one program;
+  every run (levels, baselines, parents) ends bit-identical to alone, and the masks too."""
+  bindings = ["imp.num_inits = 2", "imp.levels = 2", "imp.instability_levels = []",
+              "imp.baselines_to_run = ('random_pruning', 'random_reinit')"]
+  gin.clear_config()
+  config.parse(IMP, bindings + ["imp.copies_per_program = 4"])
+  from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top
+  plan = imp.imp(str(tmp_path / "plan"), None, plan_only=True)
+  gin.clear_config()
+  # The four parents at k = 0 (two inits, and random reinit's two), then per level and
+  # variant the two inits' runs.
+  assert [len(s.members) for s in plan.steps] == [4, 2, 2, 2, 2, 2, 2, 2]
+  _train(tmp_path / "alone", IMP, bindings, "imp")
+  _train(tmp_path / "grouped", IMP, bindings + ["imp.copies_per_program = 4"], "imp")
+  alone = _runs_weights(tmp_path / "alone")
+  assert len(alone) == 2 * (1 + 3 + 2 + 2) + 2 * 1  # parents, IMP levels, baselines, reinit parents
+  _assert_identical(alone, _runs_weights(tmp_path / "grouped"))

@@ -22,6 +22,7 @@ import time
 import gin
 
 from lmc_tf import distribute
+from lmc_tf import errors
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
@@ -62,7 +63,7 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
         pruning_fraction=0.2, density=None, layers_to_ignore=None,
         baselines_to_run=imp_settings.BASELINES, instability_levels=(),
         instability_rewind_steps=None, instability_pairs=3, stability_baselines=False,
-        plan_only=False):
+        plan_only=False, copies_per_program=1):
   """IMP with rewinding, and its baselines at every level.
 
   Args:
@@ -84,7 +85,12 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       to pruning against k (the Stabilizing paper's Figures 3, 4, 10 and 11).
     plan_only: return the experiment's steps (steps.Experiment) instead of running them, for
       the sweep launcher.
+    copies_per_program: train up to this many runs of one start and schedule, of several
+      inits, in one program (training/group.py): the parents at a k, and a level's runs of
+      one variant. The same runs and results, sooner. The subnetworks' instability copies
+      train one at a time.
   """
+  errors.positive_int(copies_per_program, "imp.copies_per_program")
   _check_report_row()
   data = data_base.get_dataset()
   hparams = runner.TrainingHParams()
@@ -120,5 +126,5 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       print("  " + line, flush=True)
     return summary
 
-  experiment = steps_lib.Experiment(imp_plan.steps(runs), finish)
+  experiment = steps_lib.Experiment(imp_plan.steps(runs, copies_per_program), finish)
   return experiment if plan_only else experiment.run()

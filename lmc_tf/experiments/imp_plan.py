@@ -20,19 +20,59 @@ def level_key(seed, k, level, variant):
 
 
 class _Steps:
-  """Steps added once each, in order; a step's dependencies must come before it."""
+  """Steps added once each, in order; a step's dependencies must come before it.
+
+  A training run's step also names its `group` (runs of one start and schedule: a parent's
+  k, or a level's k, level and variant) and `spec`, which makes its run for
+  common.train_group; `grouped` merges them K to a program.
+  """
 
   def __init__(self):
     self.steps, self._keys = [], set()
+    self.groups, self.specs = {}, {}
 
-  def add(self, key, run, deps=()):
+  def add(self, key, run, deps=(), group=None, spec=None):
     if key not in self._keys:
       self._keys.add(key)
       self.steps.append(steps_lib.Step(key, run, tuple(deps)))
+      if group is not None:
+        self.groups[key], self.specs[key] = group, spec
+
+  def grouped(self, runs, size):
+    """The steps with the runs of each group merged, `size` to a step, in an order that
+    respects every dependency (a group's step waits for all its runs' dependencies)."""
+    if size == 1:
+      return self.steps
+    by_group = {}
+    for step in self.steps:
+      by_group.setdefault(self.groups.get(step.key, step.key), []).append(step)
+    chunks = [members[i:i + size] for members in by_group.values()
+              for i in range(0, len(members), size)]
+    step_of = {m.key: "+".join(s.key for s in chunk) for chunk in chunks for m in chunk}
+    merged = {}
+    for chunk in chunks:
+      key = step_of[chunk[0].key]
+      deps = tuple(dict.fromkeys(step_of[d] for m in chunk for d in m.deps
+                                 if step_of[d] != key))
+      if len(chunk) == 1:
+        run = chunk[0].run
+      else:
+        specs = [self.specs[m.key] for m in chunk]
+        run = lambda specs=specs: runs.train_together([spec() for spec in specs])  # noqa: E731
+      merged[key] = steps_lib.Step(key, run, deps,
+                                   members=tuple(m.key for m in chunk) if len(chunk) > 1
+                                   else ())
+    ordered, done = [], set()
+    while len(ordered) < len(merged):  # the first step whose dependencies are all done
+      step = next(s for k, s in merged.items() if k not in done and set(s.deps) <= done)
+      ordered.append(step)
+      done.add(step.key)
+    return ordered
 
 
 def _add_parent(out, runs, seed, k):
-  out.add(parent_key(seed, k), lambda: runs.train_parent(seed, k))
+  out.add(parent_key(seed, k), lambda: runs.train_parent(seed, k), group=("parent", k),
+          spec=lambda: runs.parent_spec(seed, k))
 
 
 def _add_levels(out, runs, seed, k):
@@ -50,7 +90,9 @@ def _add_levels(out, runs, seed, k):
         _add_parent(out, runs, settings.run_seed(variant, seed), k)
         deps.append(parent_key(settings.run_seed(variant, seed), k))
       out.add(level_key(seed, k, level, variant),
-              lambda l=level, v=variant: runs.train_level(seed, k, l, v), deps)
+              lambda l=level, v=variant: runs.train_level(seed, k, l, v), deps,
+              group=(k, level, variant),
+              spec=lambda l=level, v=variant: runs.level_spec(seed, k, l, v))
 
 
 def _add_sub_experiment(out, runs, seed, sub):
@@ -72,8 +114,10 @@ def _add_sub_experiment(out, runs, seed, sub):
               [mask_step, parent_key(sub.init_seed, sub.rewind_step)])
 
 
-def steps(runs):
-  """Every step of the IMP experiment that `runs` (imp_runs.ImpRuns) names, in order."""
+def steps(runs, copies_per_program=1):
+  """Every step of the IMP experiment that `runs` (imp_runs.ImpRuns) names, in order; with
+  `copies_per_program` K > 1, runs of one start and schedule of several inits (the parents
+  at a k; a level's runs of one variant) train K to a program."""
   settings = runs.settings
   out = _Steps()
   for seed in settings.seeds:
@@ -84,4 +128,4 @@ def steps(runs):
         for variant in settings.variants_at(settings.main_step, level):
           sub = layout.SubExperiment(variant, level, settings.run_seed(variant, seed), k)
           _add_sub_experiment(out, runs, seed, sub)
-  return out.steps
+  return out.grouped(runs, copies_per_program)

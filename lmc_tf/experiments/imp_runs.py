@@ -66,15 +66,23 @@ class ImpRuns:
 
   def train_parent(self, init_seed, k):
     """Trains W_0 to W_k of `init_seed` (k = 0: just saves W_0)."""
+    return self.train_together([self.parent_spec(init_seed, k)])
+
+  def parent_spec(self, init_seed, k):
+    """The training run of W_0 to W_k of `init_seed`, as common.train_group takes it."""
     run_dir = self.path(self.parent_run(init_seed, k))
     lineage = common.lineage(
         self.model_dir, run_dir, f"parent/init={init_seed}/{layout.rewind_name(k)}", "parent",
         init_seed=init_seed, rewind_step=k,
         seeds=common.parent_seeds(init_seed))
-    return common.training_step(
-        run_dir, f"parent init {init_seed} to step {k}", lineage=lineage, init_seed=init_seed,
-        end_step=k, keep_steps=[k], strategy=self.strategy, data=self.data,
-        hparams=self.hparams)()
+    return dict(run_dir=run_dir, label=f"parent init {init_seed} to step {k}", lineage=lineage,
+                init_seed=init_seed, end_step=k, keep_steps=[k], data=self.data,
+                hparams=self.hparams)
+
+  def train_together(self, specs):
+    """Trains runs of one start and schedule in one program (imp.copies_per_program);
+    returns whether any had to train."""
+    return common.group_step(specs, self.strategy)()
 
   def masks(self, seed, k, variant, level):
     """The mask of `variant` at `level`, from its file, or computed and saved (atomically)."""
@@ -112,6 +120,10 @@ class ImpRuns:
   def train_level(self, seed, k, level, variant):
     """Trains `variant`'s subnetwork at `level` from W_k to T (random_reinit: IMP's mask on
     the init of seed + REINIT_OFFSET, rewound to its own W_k)."""
+    return self.train_together([self.level_spec(seed, k, level, variant)])
+
+  def level_spec(self, seed, k, level, variant):
+    """The training run of train_level, as common.train_group takes it (its mask made)."""
     masks = self.masks(seed, k, self.settings.mask_owner(variant), level)
     run_seed = self.settings.run_seed(variant, seed)
     density = masks_lib.density(masks, self.settings.layers_to_ignore)
@@ -123,14 +135,13 @@ class ImpRuns:
         seeds=common.parent_seeds(run_seed),
         mask=layout.mask_file(seed, k, self.settings.mask_owner(variant), level),
         parent=self.parent_run(run_seed, k))
-    return common.training_step(
-        run_dir,
-        f"init {seed} k {k} level {level}/{self.settings.levels} ({100 * density:.1f}%) "
-        f"{variant}", lineage=lineage,
+    return dict(
+        run_dir=run_dir,
+        label=f"init {seed} k {k} level {level}/{self.settings.levels} ({100 * density:.1f}%) "
+              f"{variant}", lineage=lineage,
         init_seed=run_seed, start_from=layout.checkpoint(self.path(self.parent_run(run_seed, k)),
                                                          k),
-        start_step=k, masks=masks, strategy=self.strategy, data=self.data,
-        hparams=self.hparams)()
+        start_step=k, masks=masks, data=self.data, hparams=self.hparams)
 
   def final_kernels(self, run):
     """The masked layers' trained kernels by name, and every trainable variable masked."""
