@@ -57,13 +57,15 @@ def _final_weights(model_dir):
   runs = {p["run"]: p["end_step"] for p in manifest["parents"].values()}
   for pair in manifest["pairs"]:
     runs.update({run: pair["end_step"] for run in pair["copies"]})
-  out = {}
-  for run, step in runs.items():
-    reader = tf.train.load_checkpoint(layout.checkpoint(layout.run_dir(str(model_dir), run),
-                                                        step))
-    out[run] = {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-                if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
-  return out
+  return {run: _model_weights(layout.checkpoint(layout.run_dir(str(model_dir), run), step))
+          for run, step in runs.items()}
+
+
+def _model_weights(checkpoint):
+  """{variable: array} of the model's variables in `checkpoint` (no optimizer slots)."""
+  reader = tf.train.load_checkpoint(checkpoint)
+  return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
+          if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
 
 
 def _assert_identical(alone, grouped):
@@ -231,15 +233,9 @@ IMP = [os.path.join(SMOKE, "lenet_mnist_imp_smoke.gin")]
 
 def _runs_weights(model_dir):
   """{run directory name: {variable: array}} of every finished run's final checkpoint."""
-  out = {}
-  runs = tf.io.gfile.glob(os.path.join(str(model_dir), "runs", "*"))
-  for run_dir in runs:
-    summary = files.read_json(layout.summary(run_dir))
-    reader = tf.train.load_checkpoint(layout.checkpoint(run_dir, summary["final_step"]))
-    out[os.path.basename(run_dir)] = {
-        name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()
-        if name.startswith("model/") and "OPTIMIZER_SLOT" not in name}
-  return out
+  return {os.path.basename(run_dir): _model_weights(layout.checkpoint(
+              run_dir, files.read_json(layout.summary(run_dir))["final_step"]))
+          for run_dir in tf.io.gfile.glob(os.path.join(str(model_dir), "runs", "*"))}
 
 
 def test_imp_runs_of_several_inits_in_one_program_equal_each_alone(tmp_path):

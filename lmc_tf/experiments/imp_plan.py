@@ -46,22 +46,20 @@ class _Steps:
     by_group = {}
     for step in self.steps:
       by_group.setdefault(self.groups.get(step.key, step.key), []).append(step)
-    chunks = [members[i:i + size] for members in by_group.values()
-              for i in range(0, len(members), size)]
+    chunks = [chunk for members in by_group.values()
+              for chunk in steps_lib.chunks(members, size)]
     step_of = {m.key: "+".join(s.key for s in chunk) for chunk in chunks for m in chunk}
     merged = {}
     for chunk in chunks:
       key = step_of[chunk[0].key]
-      deps = tuple(dict.fromkeys(step_of[d] for m in chunk for d in m.deps
-                                 if step_of[d] != key))
       if len(chunk) == 1:
         run = chunk[0].run
       else:
         specs = [self.specs[m.key] for m in chunk]
         run = lambda specs=specs: runs.train_together([spec() for spec in specs])  # noqa: E731
-      merged[key] = steps_lib.Step(key, run, deps,
-                                   members=tuple(m.key for m in chunk) if len(chunk) > 1
-                                   else ())
+      merged[key] = steps_lib.together(
+          [m.key for m in chunk], run,
+          [step_of[d] for m in chunk for d in m.deps if step_of[d] != key])
     ordered, done = [], set()
     while len(ordered) < len(merged):  # the first step whose dependencies are all done
       step = next(s for k, s in merged.items() if k not in done and set(s.deps) <= done)

@@ -126,10 +126,6 @@ def _copies(manifest):
   return copies
 
 
-def _chunks(items, size):
-  return [items[i:i + size] for i in range(0, len(items), size)]
-
-
 def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_epoch,
                     copies_per_program=1, **shared):
   """The parents' steps, then the copies' steps, which read their parents' W_k.
@@ -172,22 +168,20 @@ def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_e
   strategy = shared["strategy"]
   experiment_steps = [
       _step([(parent_key(seed), (), run) for seed, (_, _, run) in group], strategy)
-      for group in _chunks(list(parents.items()), copies_per_program)]
+      for group in steps_lib.chunks(list(parents.items()), copies_per_program)]
   step_of = {m: step.key for step in experiment_steps for m in step.members or (step.key,)}
   for members in by_schedule.values():
     experiment_steps += [_step([(key, (step_of[dep],), run) for key, dep, run in group],
                                strategy)
-                         for group in _chunks(members, copies_per_program)]
+                         for group in steps_lib.chunks(members, copies_per_program)]
   return experiment_steps
 
 
 def _step(members, strategy):
   """One step that trains `members` ([(key, deps, run keywords)]) in one program."""
-  keys = [key for key, _, _ in members]
-  deps = tuple(dict.fromkeys(d for _, ds, _ in members for d in ds))
   runs = [{k: v for k, v in run.items() if k != "strategy"} for _, _, run in members]
-  return steps_lib.Step("+".join(keys), common.group_step(runs, strategy), deps,
-                        members=tuple(keys) if len(keys) > 1 else ())
+  return steps_lib.together([key for key, _, _ in members], common.group_step(runs, strategy),
+                            [d for _, ds, _ in members for d in ds])
 
 
 @gin.configurable("instability", denylist=["model_dir", "strategy", "parents_dir", "plan_only"])

@@ -24,6 +24,18 @@ class Step:
   members: Tuple[str, ...] = ()
 
 
+def chunks(items, size):
+  """`items` in consecutive lists of at most `size`: the runs one program trains."""
+  return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def together(keys, run, deps):
+  """One step whose `run` trains the runs `keys` in one program (a plain step for one key);
+  `deps` is every member's dependencies, each once, in order."""
+  return Step("+".join(keys), run, tuple(dict.fromkeys(deps)),
+              members=tuple(keys) if len(keys) > 1 else ())
+
+
 @dataclasses.dataclass
 class Experiment:
   """The steps of an experiment, in an order that respects the dependencies, and `finish`,
