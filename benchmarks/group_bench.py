@@ -15,11 +15,12 @@ from lmc_tf.training import runner
 
 
 def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, reps, density,
-                      mixed_precision, augment, workdir, copies):
+                      mixed_precision, augment, workdir, copies, steps_per_program=1):
   """`copies` Trainers (data-order seeds 1..K) in one GroupTrainer loop; one rep = one loop
   call of `steps` steps of every copy. Images/s count every copy's images."""
-  total = 1 + steps + steps * reps
-  throughput.bind(model_name, data_bindings, total, jit, mixed_precision, augment)
+  lengths = throughput.loop_lengths(steps, reps)
+  throughput.bind(model_name, data_bindings, sum(lengths), jit, mixed_precision, augment,
+                  steps_per_program)
   trainers = []
   for c in range(copies):
     model_dir = tempfile.mkdtemp(prefix=f"group_{model_name}_{c}_", dir=workdir)
@@ -28,7 +29,7 @@ def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, r
     layers.set_masks(trainer.model, throughput.random_masks(trainer.model, density))
     trainers.append(trainer)
   grouped = group.GroupTrainer(trainers)
-  iterators = tuple(iter(t._dataset(t.step)) for t in trainers)  # pylint: disable=protected-access
+  iterators = tuple(t.start_training(lengths) for t in trainers)
   loop = grouped._make_loop()  # pylint: disable=protected-access
   batch = trainers[0].hparams.batch_size
 
@@ -38,6 +39,7 @@ def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, r
 
   info = {"model": model_name, "copies": copies, "batch": batch, "steps_per_rep": steps,
           "jit": bool(jit), "xla_used": trainers[0]._use_xla(),  # pylint: disable=protected-access
+          "steps_per_program": trainers[0].steps_per_program,
           "mixed_precision": mixed_precision, "num_train": data.num_train}
   tic = time.perf_counter()
   run(1)

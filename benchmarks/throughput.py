@@ -157,7 +157,7 @@ def supports_mixed_precision():
 
 
 def bind(model_name, data_bindings, total_steps=1, jit=False, mixed_precision=None,
-         augment=True):
+         augment=True, steps_per_program=1):
   """gin: the model's Table 1 row on the synthetic files, with `total_steps` of training."""
   spec = MODELS[model_name]
   bindings = [
@@ -168,6 +168,7 @@ def bind(model_name, data_bindings, total_steps=1, jit=False, mixed_precision=No
       f"training.steps = {total_steps}",
       f"training.eval_batch_size = {EVAL_BATCH}",
       f"training.jit_compile = {bool(jit)}",
+      f"training.steps_per_program = {int(steps_per_program)}",
   ]
   if spec["dataset"] == "cifar10":
     bindings.append(f"cifar10.augment = {bool(augment)}")
@@ -206,15 +207,21 @@ class Bench:
     pass
 
 
+def loop_lengths(steps, reps):
+  """The loops a benchmark runs: one step, an untimed warm-up, then the timed reps."""
+  return [1] + [steps] * (1 + reps)
+
+
 def train_bench(model_name, data, data_bindings, jit, steps, reps, density, mixed_precision,
-                augment, workdir):
+                augment, workdir, steps_per_program=1):
   """`Trainer`'s compiled loop and its tf.data pipeline, one `loop` call per rep."""
-  total = 1 + steps + steps * reps  # the warm-up, then the timed reps
-  bind(model_name, data_bindings, total, jit, mixed_precision, augment)
+  lengths = loop_lengths(steps, reps)
+  bind(model_name, data_bindings, sum(lengths), jit, mixed_precision, augment,
+       steps_per_program)
   model_dir = tempfile.mkdtemp(prefix=f"train_{model_name}_", dir=workdir)
   trainer = runner.Trainer(model_dir, data=data)
   layers.set_masks(trainer.model, random_masks(trainer.model, density))
-  iterator = iter(trainer._dataset(trainer.step))  # pylint: disable=protected-access
+  iterator = trainer.start_training(lengths)
   loop = trainer._make_loop()  # pylint: disable=protected-access
   batch = trainer.hparams.batch_size
 
@@ -224,6 +231,7 @@ def train_bench(model_name, data, data_bindings, jit, steps, reps, density, mixe
 
   info = {"model": model_name, "batch": batch, "steps_per_rep": steps, "jit": bool(jit),
           "xla_used": trainer._use_xla(),  # pylint: disable=protected-access
+          "steps_per_program": trainer.steps_per_program,
           "mixed_precision": mixed_precision, "augment": data.augment is not None,
           "params": int(sum(np.prod(v.shape) for v in trainer.model.trainable_variables)),
           "num_train": data.num_train}
@@ -503,6 +511,9 @@ def parse_args(argv=None):
   p.add_argument("--copies", default="",
                  help="comma-separated K: also time K copies trained in one program and the "
                       "30-alpha sweep at K alphas per program (e.g. 1,2,6,9)")
+  p.add_argument("--steps_per_program", default="1",
+                 help="comma-separated S: train rows with S steps per XLA launch "
+                      "(training.steps_per_program; jit on only), e.g. 1,100")
   p.add_argument("--json", default="", help="write machine, settings and every rep here")
   args = p.parse_args(argv)
   if bool(args.torch_python) != bool(args.torch_bench):
@@ -525,6 +536,7 @@ def main(argv=None):
       raise SystemExit(f"--models: {m!r} is not in the registry ({available})")
   measure = set(args.measure.split(","))
   copies = [int(k) for k in args.copies.split(",") if k]
+  per_program = [int(s) for s in args.steps_per_program.split(",") if s] or [1]
   this = sys.modules[__name__]
   jits = {"both": [False, True], "on": [True], "off": [False]}[args.jit]
   compiles = {"both": [False, True], "on": [True], "off": [False]}[args.torch_compile]
@@ -556,12 +568,16 @@ def main(argv=None):
         print(f"  ready: {json.dumps(bench.info)}", flush=True)
         groups.setdefault(name, []).append(bench)
 
+      # (jit, S): S > 1 only where XLA compiles the step.
+      variants = [(jit, s) for s in per_program for jit in jits if jit or s == 1]
+      suffix = lambda s: "" if s == 1 else f" S={s}"  # noqa: E731
       if "train" in measure:
-        for jit in jits:
-          add(f"train/{m}", lambda jit=jit: train_bench(
+        for jit, s in variants:
+          name = f"train/{m}{suffix(s)}"
+          add(name, lambda jit=jit, s=s: train_bench(
               m, data, data_bindings, jit, steps, args.reps, args.density,
-              args.mixed_precision, args.augment, workdir))
-        reps[f"train/{m}"] = args.reps
+              args.mixed_precision, args.augment, workdir, s))
+          reps[name] = args.reps
       if "eval" in measure:
         add(f"eval/{m}", lambda: eval_bench(m, data, data_bindings, args.density,
                                             args.mixed_precision))
@@ -571,11 +587,12 @@ def main(argv=None):
         reps[f"sweep/{m}"] = args.sweep_reps
       for k in copies:
         if "train" in measure:
-          for jit in jits:
-            add(f"train/{m} K={k}", lambda jit=jit, k=k: group_bench.group_train_bench(
+          for jit, s in variants:
+            name = f"train/{m} K={k}{suffix(s)}"
+            add(name, lambda jit=jit, k=k, s=s: group_bench.group_train_bench(
                 this, m, data, data_bindings, jit, steps, args.reps, args.density,
-                args.mixed_precision, args.augment, workdir, k))
-          reps[f"train/{m} K={k}"] = args.reps
+                args.mixed_precision, args.augment, workdir, k, s))
+            reps[name] = args.reps
         if "sweep" in measure:
           add(f"sweep30/{m} M={k}", lambda k=k: group_bench.group_sweep_bench(
               this, m, data, data_bindings, args.density, workdir, k))

@@ -338,7 +338,8 @@ NOT_FINGERPRINTED = frozenset({"experiment", "strategy", "train", "instability",
 # logging, checkpoint cadence, loop length, eval batch, XLA, and where ImageNet lives.
 NOT_FINGERPRINTED_PARAMS = {
     "training": frozenset({"checkpoint_steps", "checkpoint_every", "log_every",
-                           "steps_per_loop", "eval_batch_size", "jit_compile"}),
+                           "steps_per_loop", "steps_per_program", "eval_batch_size",
+                           "jit_compile"}),
     "imagenet": frozenset({"data_dir", "manual_dir"})}
 
 

@@ -150,3 +150,20 @@ def test_dataset_caps_and_unknown_names(bind):
   bind("dataset.name = 'mnsit'")
   with pytest.raises(ValueError, match="unknown dataset"):
     base.get_dataset()
+
+
+def test_steps_in_chunks_never_span_two_loops(small):
+  """training.steps_per_program: loops of 5, 3 and 7 steps in chunks of 4; each loop's last
+  chunk is padded with zero batches marked unreal, and the real ones are the steps in order."""
+  steps = _batches(small, order_seed=3, steps=15, batch=10)
+  ds = pipeline.train_dataset(small, 10, 3, 0, 0, 15)
+  chunks = [(x.numpy(), y.numpy(), r.numpy()) for x, y, r in pipeline.in_chunks(ds, [5, 3, 7], 4)]
+  assert [r.tolist() for _, _, r in chunks] == [[1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 1, 0],
+                                                [1, 1, 1, 1], [1, 1, 1, 0]]
+  real = [(x[i], y[i]) for x, y, r in chunks for i in range(4) if r[i]]
+  assert len(real) == len(steps)
+  for (x, y), (want_x, want_y) in zip(real, steps):
+    np.testing.assert_array_equal(x, want_x)
+    np.testing.assert_array_equal(y, want_y)
+  assert all(not x[i].any() and not y[i].any() for x, y, r in chunks for i in range(4)
+             if not r[i])

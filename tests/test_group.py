@@ -210,11 +210,19 @@ def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone,
 
 
 def test_lenet_under_xla_one_program_equals_alone(tmp_path):
-  """With training.jit_compile the group's steps are one XLA program; still bit for bit."""
+  """With training.jit_compile the group's steps are one XLA program; still bit for bit. With
+  training.steps_per_program = 7 a launch runs up to 7 steps (a loop of 10 ends in a short,
+  padded launch), alone or in a group: the weights and train metrics of one step per launch."""
   bindings = LENET_BINDINGS + ["training.jit_compile = True", "instability.rewind_steps = [20]"]
+  several = bindings + ["training.steps_per_program = 7"]
   _train(tmp_path / "alone", LENET, bindings)
   _train(tmp_path / "grouped", LENET, bindings + ["instability.copies_per_program = 4"])
-  _assert_identical(_final_weights(tmp_path / "alone"), _final_weights(tmp_path / "grouped"))
+  _train(tmp_path / "several", LENET, several)
+  _train(tmp_path / "both", LENET, several + ["instability.copies_per_program = 4"])
+  alone = _final_weights(tmp_path / "alone")
+  for other in ("grouped", "several", "both"):
+    _assert_identical(alone, _final_weights(tmp_path / other))
+    _assert_same_results(tmp_path / "alone", tmp_path / other)
 
 
 @pytest.mark.parametrize("job, binding", [
@@ -231,28 +239,36 @@ def test_a_bad_group_size_is_named(tmp_path, job, binding):
 IMP = [os.path.join(SMOKE, "lenet_mnist_imp_smoke.gin")]
 
 
-def _runs_weights(model_dir):
+def _runs_weights(model_dir, pattern=("runs", "*")):
   """{run directory name: {variable: array}} of every finished run's final checkpoint."""
   return {os.path.basename(run_dir): _model_weights(layout.checkpoint(
               run_dir, files.read_json(layout.summary(run_dir))["final_step"]))
-          for run_dir in tf.io.gfile.glob(os.path.join(str(model_dir), "runs", "*"))}
+          for run_dir in tf.io.gfile.glob(os.path.join(str(model_dir), *pattern))}
 
 
 def test_imp_runs_of_several_inits_in_one_program_equal_each_alone(tmp_path):
-  """IMP's parents and each level's runs of one variant, of two inits, train in one program;
-  every run (levels, baselines, parents) ends bit-identical to alone, and the masks too."""
-  bindings = ["imp.num_inits = 2", "imp.levels = 2", "imp.instability_levels = []",
+  """IMP's parents and each level's runs of one variant, of two inits, train in one program,
+  and so do a subnetwork's instability copies; every run (levels, baselines, parents,
+  copies) ends bit-identical to alone, and the masks too."""
+  bindings = ["imp.num_inits = 2", "imp.levels = 2", "imp.instability_levels = [1]",
+              "imp.instability_pairs = 2",
               "imp.baselines_to_run = ('random_pruning', 'random_reinit')"]
   gin.clear_config()
   config.parse(IMP, bindings + ["imp.copies_per_program = 4"])
   from lmc_tf.experiments import imp  # pylint: disable=g-import-not-at-top
   plan = imp.imp(str(tmp_path / "plan"), None, plan_only=True)
   gin.clear_config()
+  subs = [s for s in plan.steps if s.key.startswith(layout.INSTABILITY)]
   # The four parents at k = 0 (two inits, and random reinit's two), then per level and
-  # variant the two inits' runs.
-  assert [len(s.members) for s in plan.steps] == [4, 2, 2, 2, 2, 2, 2, 2]
+  # variant the two inits' runs; each subnetwork's 4 copies (2 pairs) in one step.
+  assert [len(s.members) for s in plan.steps if s not in subs] == [4, 2, 2, 2, 2, 2, 2, 2]
+  assert len(subs) == 2 * 3 and all(len(s.members) == 4 for s in subs)
   _train(tmp_path / "alone", IMP, bindings, "imp")
   _train(tmp_path / "grouped", IMP, bindings + ["imp.copies_per_program = 4"], "imp")
   alone = _runs_weights(tmp_path / "alone")
   assert len(alone) == 2 * (1 + 3 + 2 + 2) + 2 * 1  # parents, IMP levels, baselines, reinit parents
   _assert_identical(alone, _runs_weights(tmp_path / "grouped"))
+  copies = ("instability", "*", "runs", "*")
+  alone = _runs_weights(tmp_path / "alone", copies)
+  assert len(alone) == 2 * 3 * 4
+  _assert_identical(alone, _runs_weights(tmp_path / "grouped", copies))

@@ -139,3 +139,24 @@ def eval_dataset(images, labels, data, batch_size, input_context=None):
   ds = tf.data.Dataset.range(num_batches).map(load, num_parallel_calls=_PARALLELISM,
                                               deterministic=True)
   return fixed_parallelism(ds.unbatch().prefetch(2)), num_batches
+
+
+def in_chunks(ds, lengths, size):
+  """The batches of `ds` in chunks of `size` steps, as (images, labels, real) with a leading
+  axis of `size`: each loop of `lengths` (step counts, in order, summing to the length of
+  `ds`) is cut into chunks, the last padded with zero batches that `real` marks 0. So a chunk
+  never spans two loops, and a compiled program can run one chunk in its own loop.
+  """
+  specs = ds.element_spec
+  if not all(spec.shape.is_fully_defined() for spec in specs):
+    raise ValueError(f"steps in chunks need batches of static shape, not {specs}")
+  real = ds.map(lambda *batch: (*batch, tf.constant(1, tf.int32)))
+  padding = tf.data.Dataset.from_tensors(
+      (*(tf.zeros(s.shape, s.dtype) for s in specs), tf.constant(0, tf.int32))).repeat()
+  # 0: the next real step; 1: a padding step. The padding closes each loop's last chunk.
+  selector = tf.data.Dataset.from_tensor_slices(tf.constant(lengths, tf.int64)).flat_map(
+      lambda n: tf.data.Dataset.from_tensor_slices(tf.concat(
+          [tf.zeros([n], tf.int64), tf.ones([(size - n % size) % size], tf.int64)], 0)))
+  chunks = tf.data.Dataset.choose_from_datasets([real, padding], selector,
+                                                stop_on_empty_dataset=True)
+  return fixed_parallelism(chunks.batch(size, drop_remainder=True).prefetch(1))

@@ -86,9 +86,8 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
     plan_only: return the experiment's steps (steps.Experiment) instead of running them, for
       the sweep launcher.
     copies_per_program: train up to this many runs of one start and schedule, of several
-      inits, in one program (training/group.py): the parents at a k, and a level's runs of
-      one variant. The same runs and results, sooner. The subnetworks' instability copies
-      train one at a time.
+      inits, in one program (training/group.py): the parents at a k, a level's runs of one
+      variant, and a subnetwork's instability copies. The same runs and results, sooner.
   """
   errors.positive_int(copies_per_program, "imp.copies_per_program")
   _check_report_row()
@@ -111,7 +110,7 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
         "layers_to_ignore": settings.layers_to_ignore})
     common.write_operative_config(model_dir)
   runs = imp_runs.ImpRuns(model_dir, strategy, data, hparams, layout.training_fingerprint(),
-                          settings)
+                          settings, copies_per_program)
   started = time.time()
 
   def finish():

@@ -6,6 +6,8 @@ random-reinit runs that take its mask; a subnetwork's mask and W_k before its in
 copies.
 """
 
+import dataclasses
+
 from lmc_tf import layout
 from lmc_tf.experiments import instability
 from lmc_tf.experiments import steps as steps_lib
@@ -31,10 +33,10 @@ class _Steps:
     self.steps, self._keys = [], set()
     self.groups, self.specs = {}, {}
 
-  def add(self, key, run, deps=(), group=None, spec=None):
+  def add(self, key, run, deps=(), group=None, spec=None, members=()):
     if key not in self._keys:
       self._keys.add(key)
-      self.steps.append(steps_lib.Step(key, run, tuple(deps)))
+      self.steps.append(steps_lib.Step(key, run, tuple(deps), tuple(members)))
       if group is not None:
         self.groups[key], self.specs[key] = group, spec
 
@@ -52,11 +54,12 @@ class _Steps:
     merged = {}
     for chunk in chunks:
       key = step_of[chunk[0].key]
-      if len(chunk) == 1:
-        run = chunk[0].run
-      else:
-        specs = [self.specs[m.key] for m in chunk]
-        run = lambda specs=specs: runs.train_together([spec() for spec in specs])  # noqa: E731
+      if len(chunk) == 1:  # a step of its own (perhaps already several runs: members)
+        merged[key] = dataclasses.replace(chunk[0], deps=tuple(dict.fromkeys(
+            step_of[d] for d in chunk[0].deps)))
+        continue
+      specs = [self.specs[m.key] for m in chunk]
+      run = lambda specs=specs: runs.train_together([spec() for spec in specs])  # noqa: E731
       merged[key] = steps_lib.together(
           [m.key for m in chunk], run,
           [step_of[d] for m in chunk for d in m.deps if step_of[d] != key])
@@ -94,7 +97,8 @@ def _add_levels(out, runs, seed, k):
 
 
 def _add_sub_experiment(out, runs, seed, sub):
-  """One subnetwork's instability copies, each a step of its own."""
+  """One subnetwork's instability copies, `runs.copies_per_program` to a step: the steps of
+  its own instability experiment (runs.sub_experiment), which groups them alike."""
   settings = runs.settings
   # The subnetwork's mask is IMP's at k (or SNIP's at the main k); its W_k is its own
   # parent's.
@@ -103,13 +107,14 @@ def _add_sub_experiment(out, runs, seed, sub):
   else:
     mask_step = level_key(seed, sub.rewind_step, sub.level, "imp")
   _add_parent(out, runs, sub.init_seed, sub.rewind_step)
-  for pair in range(settings.instability_pairs):
-    for copy in range(2):
-      inner = instability.copy_key({"rewind_step": sub.rewind_step, "variant": "standard",
-                                    "init_seed": sub.init_seed, "pair": pair}, copy)
-      out.add(f"{layout.INSTABILITY}/{sub.name}/{inner}",
-              lambda inner=inner: runs.sub_experiment(seed, sub).step(inner).run(),
-              [mask_step, parent_key(sub.init_seed, sub.rewind_step)])
+  inner = [instability.copy_key({"rewind_step": sub.rewind_step, "variant": "standard",
+                                 "init_seed": sub.init_seed, "pair": pair}, copy)
+           for pair in range(settings.instability_pairs) for copy in range(2)]
+  for group in steps_lib.chunks(inner, runs.copies_per_program):
+    keys = [f"{layout.INSTABILITY}/{sub.name}/{key}" for key in group]
+    out.add("+".join(keys), lambda first=group[0]: runs.sub_experiment(seed, sub).step(
+                first).run(), [mask_step, parent_key(sub.init_seed, sub.rewind_step)],
+            members=keys if len(keys) > 1 else ())
 
 
 def steps(runs, copies_per_program=1):

@@ -24,9 +24,11 @@ from lmc_tf.pruning import masks as masks_lib
 class ImpRuns:
   """Names, masks and training of IMP's parents, levels and baselines (imp_settings)."""
 
-  def __init__(self, model_dir, strategy, data, hparams, fingerprint, settings):
+  def __init__(self, model_dir, strategy, data, hparams, fingerprint, settings,
+               copies_per_program=1):
     self.model_dir, self.strategy, self.data, self.hparams = model_dir, strategy, data, hparams
     self.fingerprint, self.settings = fingerprint, settings
+    self.copies_per_program = copies_per_program
     self.chief = distribute.is_chief(strategy)
     self._scratch = None
     self._sub_experiments = {}
@@ -166,7 +168,7 @@ class ImpRuns:
 
   def sub_experiment(self, seed, sub):
     """The instability experiment of one subnetwork from k (Figures 5 to 8), planned once
-    per process: its copies are separate steps."""
+    per process: its copies are steps, `copies_per_program` to a step."""
     if sub.name not in self._sub_experiments:
       target = sub.directory(self.model_dir)
       logging.info(f"Instability of {sub.name}: {target}")
@@ -175,7 +177,7 @@ class ImpRuns:
           num_pairs=self.settings.instability_pairs, init_seed=sub.init_seed,
           reset_schedule=False, every_epoch=False,
           mask_file=self.path(self.subnetwork_mask(seed, sub)), parents_dir=self.model_dir,
-          plan_only=True, copies_per_program=1)
+          plan_only=True, copies_per_program=self.copies_per_program)
     return self._sub_experiments[sub.name]
 
   # -- results ----------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from absl import logging
 import tensorflow as tf
 
 from lmc_tf.training import progress as progress_lib
+from lmc_tf.training import runner
 
 
 class GroupTrainer:
@@ -48,27 +49,7 @@ class GroupTrainer:
     return self.trainers[0].step
 
   def _make_loop(self):
-    trainers = self.trainers
-    strategy = trainers[0].strategy
-
-    def group_step(*batches):
-      # One train step of every run, in one function: one XLA program when jit is on.
-      return tf.stack([tf.stack(t._train_step(images, labels))  # pylint: disable=protected-access
-                       for t, (images, labels) in zip(trainers, batches)])
-
-    use_xla = trainers[0]._use_xla()  # pylint: disable=protected-access
-    step_fn = tf.function(group_step, jit_compile=True) if use_xla else group_step
-
-    @tf.function
-    def loop(iterators, num_steps):
-      totals = tf.zeros([len(trainers), 2])
-      for _ in tf.range(num_steps):
-        per_run = strategy.run(step_fn, args=tuple(next(it) for it in iterators))
-        for t in trainers:
-          t.global_step.assign_add(1)
-        totals += strategy.reduce("SUM", per_run, axis=None)
-      return totals
-    return loop
+    return runner.compiled_loop(self.trainers)
 
   def train(self):
     """Trains every run to the end; returns each run's results, as Trainer.train does."""
@@ -77,12 +58,12 @@ class GroupTrainer:
     progress = progress_lib.Progress(end, start)
     metrics = [{} for _ in trainers]
     if start < end:
-      iterators = tuple(t.start_training() for t in trainers)
+      lengths = runner.loop_lengths(trainers)
+      iterators = tuple(t.start_training(lengths) for t in trainers)
       loop = self._make_loop()
       started = time.time()
       logging.info(f"Training {len(trainers)} runs in one program, steps {start}-{end}")
-      while self.step < end:
-        n = min(t.next_boundary() for t in trainers) - self.step
+      for n in lengths:
         totals = loop(iterators, tf.constant(n, tf.int64)).numpy()
         metrics = [t.after_loop(n, float(loss), float(hits))
                    for t, (loss, hits) in zip(trainers, totals)]

@@ -1,7 +1,8 @@
 """The step loop (SPEC §5): train under a tf.distribute strategy, checkpoint, resume.
 
 Every step runs inside a `tf.function` through `strategy.run`; `steps_per_loop` steps run in
-one compiled loop (as in orbit), so Python is not on the hot path. A run killed at any point
+one compiled loop (as in orbit), so Python is not on the hot path. With XLA on one device,
+`steps_per_program` of them run per launch of the XLA program (compiled_loop). A run killed at any point
 resumes from its last checkpoint and ends with the weights of an uninterrupted run, because
 the data order and augmentation are pure functions of (seed, step) (data/pipeline.py).
 """
@@ -18,6 +19,7 @@ from lmc_tf import distribute
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
+from lmc_tf.data import pipeline
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import checkpoints
@@ -113,6 +115,7 @@ class Trainer:
                            else tf.summary.create_noop_writer())
     self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
                                              self.hparams.eval_batch_size)
+    self.steps_per_program = self._steps_per_program()
 
   @property
   def step(self):
@@ -226,28 +229,37 @@ class Trainer:
       return False
     return True
 
+  def _steps_per_program(self):
+    """training.steps_per_program where XLA compiles the step on one device, else 1.
+
+    Without XLA the graph loop already runs the steps back to back (nothing to amortise);
+    across replicas the step counter is a mirrored variable that a replica's program cannot
+    advance in its own loop.
+    """
+    wanted = self.hparams.steps_per_program
+    if wanted > 1 and self._use_xla() and self.strategy.num_replicas_in_sync > 1:
+      logging.warning(f"training.steps_per_program={wanted} ignored under "
+                      f"{self.strategy.num_replicas_in_sync} replicas: one step per program")
+      return 1
+    return wanted if self._use_xla() else 1
+
   def _make_loop(self):
-    step_fn = (tf.function(self._train_step, jit_compile=True) if self._use_xla()
-               else self._train_step)
+    """loop(iterator, num_steps) -> (sum of the loss, number correct) over the steps."""
+    loop = compiled_loop([self])
+    return lambda iterator, num_steps: tf.unstack(loop((iterator,), num_steps)[0])
 
-    @tf.function
-    def loop(iterator, num_steps):
-      loss_sum = tf.constant(0.0)
-      correct = tf.constant(0.0)
-      for _ in tf.range(num_steps):
-        loss, hits = self.strategy.run(step_fn, args=next(iterator))
-        self.global_step.assign_add(1)
-        loss_sum += self.strategy.reduce("SUM", loss, axis=None)
-        correct += self.strategy.reduce("SUM", hits, axis=None)
-      return loss_sum, correct
-    return loop
-
-  def _dataset(self, start_step):
+  def _dataset(self, start_step, lengths=None):
+    """The train batches from `start_step` to the end; in chunks for loops of `lengths`
+    (default: one loop to the end) when several steps run per program."""
     def dataset_fn(ctx):
       self._input_pipelines = ctx.num_input_pipelines
-      return self.data.train_batches(
+      ds = self.data.train_batches(
           self.hparams.batch_size, self.seeds["data_order_seed"],
           self.seeds["augmentation_seed"], start_step, self.end_step - start_step, ctx)
+      if self.steps_per_program > 1:
+        ds = pipeline.in_chunks(ds, lengths or [self.end_step - start_step],
+                                self.steps_per_program)
+      return ds
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
   def train(self):
@@ -256,11 +268,11 @@ class Trainer:
     progress = progress_lib.Progress(end, start)
     train_metrics = {}
     if start < end:
-      iterator = self.start_training()
+      lengths = loop_lengths([self])
+      iterator = self.start_training(lengths)
       loop = self._make_loop()
       started = time.time()
-      while self.step < end:
-        n = self.next_boundary() - self.step
+      for n in lengths:
         loss_sum, correct = loop(iterator, tf.constant(n, tf.int64))
         train_metrics = self.after_loop(n, float(loss_sum), float(correct), progress)
       logging.info(f"Trained steps {start}-{end} in {time.time() - started:.1f} s")
@@ -268,15 +280,15 @@ class Trainer:
 
   # -- the host's part of the loop, shared with group.GroupTrainer ------------------------
 
-  def start_training(self):
-    """The distributed iterator from the current step; records run_config.json."""
-    iterator = iter(self._dataset(self.step))
+  def start_training(self, lengths):
+    """The distributed iterator from the current step, for compiled loops of `lengths`
+    steps; records run_config.json."""
+    if sum(lengths) != self.end_step - self.step:
+      raise ValueError(f"loops of {sum(lengths)} steps do not reach step {self.end_step} "
+                       f"from step {self.step}")
+    iterator = iter(self._dataset(self.step, lengths))
     self._record_run_config(self.step)
     return iterator
-
-  def next_boundary(self):
-    return hparams_lib.next_boundary(self.step, self.end_step, self.keep_steps, self.schedule,
-                          self.hparams.steps_per_loop)
 
   def after_loop(self, n, loss_sum, correct, progress=None):
     """What the host does after a compiled loop of `n` steps (the global step already
@@ -329,3 +341,79 @@ class Trainer:
             "test_loss": test["loss"], "density": self.density(),
             **{f"train_{k}": v for k, v in train_metrics.items()},
             "wall_time_s": round(self.clock.record(self.step), 1)}
+
+
+# -- the compiled loop, of one run or of a group (group.GroupTrainer) ---------------------
+
+def loop_lengths(trainers):
+  """The steps of each compiled loop that takes `trainers` (all at one step) to their end:
+  a loop ends wherever any of them must log, checkpoint or finish."""
+  step, end, lengths = trainers[0].step, trainers[0].end_step, []
+  while step < end:
+    boundary = min(hparams_lib.next_boundary(step, t.end_step, t.keep_steps, t.schedule,
+                                             t.hparams.steps_per_loop) for t in trainers)
+    lengths.append(boundary - step)
+    step = boundary
+  return lengths
+
+
+def compiled_loop(trainers):
+  """The compiled train loop of `trainers` (runs that share a strategy, a step and hparams):
+  loop(iterators, num_steps) -> [len(trainers), 2], each run's sum of the loss and number of
+  correct examples over `num_steps` steps of every run.
+
+  Each step, every run takes a batch from its own iterator and steps its own model: one
+  program of K sub-models (group.py). With training.steps_per_program = S > 1 (XLA, one
+  device), the loop first reads the next S steps' batches of every run, then launches one
+  XLA program that runs them in its own loop, so the launch (which costs about a LeNet step:
+  benchmarks/throughput.py) is paid once per S steps. The ops of a step, their inputs and the
+  order of the sums are the same either way, so the weights are too (tests/test_group.py).
+  """
+  first = trainers[0]
+  strategy = first.strategy
+  per_program = first.steps_per_program
+
+  def step(batches):
+    # pylint: disable-next=protected-access
+    return tf.stack([tf.stack(t._train_step(images, labels))
+                     for t, (images, labels) in zip(trainers, batches)])
+
+  if per_program == 1:
+    step_fn = (tf.function(lambda *b: step(b), jit_compile=True)
+               if first._use_xla() else lambda *b: step(b))  # pylint: disable=protected-access
+
+    @tf.function
+    def loop(iterators, num_steps):
+      totals = tf.zeros([len(trainers), 2])
+      for _ in tf.range(num_steps):
+        per_run = strategy.run(step_fn, args=tuple(next(it) for it in iterators))
+        for t in trainers:
+          t.global_step.assign_add(1)
+        totals += strategy.reduce("SUM", per_run, axis=None)
+      return totals
+    return loop
+
+  @tf.function(jit_compile=True)
+  def program(chunks, count, totals):
+    for i in tf.range(count):
+      per_run = step(tuple((images[i], labels[i]) for images, labels in chunks))
+      for t in trainers:
+        t.global_step.assign_add(1)
+      totals += per_run
+    return totals
+
+  @tf.function
+  def chunked_loop(iterators, num_steps):
+    # Each iterator yields chunks of `per_program` steps (pipeline.in_chunks), cut at the
+    # ends of the loops, so a loop of num_steps takes whole chunks.
+    totals = tf.zeros([len(trainers), 2])
+    done = tf.constant(0, tf.int64)
+    while done < num_steps:
+      chunks = tuple(next(it) for it in iterators)
+      count = tf.reduce_sum(tf.cast(chunks[0][2], tf.int64))
+      totals = program(tuple((images, labels) for images, labels, _ in chunks), count,
+                       totals)
+      done += count
+    tf.debugging.assert_equal(done, num_steps, "a chunk spans two compiled loops")
+    return totals
+  return chunked_loop
