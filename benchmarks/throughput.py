@@ -18,6 +18,9 @@ With --copies=1,2,6,9 (benchmarks/group_bench.py), also for every model and K:
   sweep30/<model> M=<K> seconds for a whole 30-alpha sweep over 10,000 test images,
                         measured K alphas per program (evaluate.alphas_per_program = K).
 
+With --steps_per_program=1,100, the train rows (jit on) also with S steps per XLA launch
+(training.steps_per_program = S), named "... S=<S>".
+
 With --torch_python and --torch_bench, the PyTorch reference (../shared/bench/torch_bench.py)
 runs as `--serve` subprocesses, and their reps alternate with ours round by round, so that
 the machine's noise hits both sides alike: compare the ratios.
