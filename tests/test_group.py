@@ -251,7 +251,6 @@ def test_imp_runs_of_several_inits_in_one_program_equal_each_alone(tmp_path):
   and so do a subnetwork's instability copies; every run (levels, baselines, parents,
   copies) ends bit-identical to alone, and the masks too."""
   bindings = ["imp.num_inits = 2", "imp.levels = 2", "imp.instability_levels = [1]",
-              "imp.instability_pairs = 2",
               "imp.baselines_to_run = ('random_pruning', 'random_reinit')"]
   gin.clear_config()
   config.parse(IMP, bindings + ["imp.copies_per_program = 4"])
@@ -260,9 +259,9 @@ def test_imp_runs_of_several_inits_in_one_program_equal_each_alone(tmp_path):
   gin.clear_config()
   subs = [s for s in plan.steps if s.key.startswith(layout.INSTABILITY)]
   # The four parents at k = 0 (two inits, and random reinit's two), then per level and
-  # variant the two inits' runs; each subnetwork's 4 copies (2 pairs) in one step.
+  # variant the two inits' runs; each subnetwork's 2 copies (1 pair) in one step.
   assert [len(s.members) for s in plan.steps if s not in subs] == [4, 2, 2, 2, 2, 2, 2, 2]
-  assert len(subs) == 2 * 3 and all(len(s.members) == 4 for s in subs)
+  assert len(subs) == 2 * 3 and all(len(s.members) == 2 for s in subs)
   _train(tmp_path / "alone", IMP, bindings, "imp")
   _train(tmp_path / "grouped", IMP, bindings + ["imp.copies_per_program = 4"], "imp")
   alone = _runs_weights(tmp_path / "alone")
@@ -270,5 +269,5 @@ def test_imp_runs_of_several_inits_in_one_program_equal_each_alone(tmp_path):
   _assert_identical(alone, _runs_weights(tmp_path / "grouped"))
   copies = ("instability", "*", "runs", "*")
   alone = _runs_weights(tmp_path / "alone", copies)
-  assert len(alone) == 2 * 3 * 4
+  assert len(alone) == 2 * 3 * 2
   _assert_identical(alone, _runs_weights(tmp_path / "grouped", copies))
