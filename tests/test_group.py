@@ -147,10 +147,9 @@ class _Killed(Exception):
   pass
 
 
-def test_a_kill_mid_group_resumes_to_the_uninterrupted_weights(lenet_alone, tmp_path,
-                                                               monkeypatch):
-  """Killed after the first run of a group saved step 30 and before the others did: on the
-  rerun the runs resume at different steps, and each still ends where it would have."""
+def _kill_mid_group(model_dir, bindings, monkeypatch):
+  """Trains until the first three runs of the group of k = 20 saved step 30, and kills the
+  job before the fourth did; returns the run directories that saved step 30."""
   save = runner.Trainer._save
   saved_at_30 = []
 
@@ -160,11 +159,19 @@ def test_a_kill_mid_group_resumes_to_the_uninterrupted_weights(lenet_alone, tmp_
       saved_at_30.append(trainer.model_dir)
       if len(saved_at_30) == 3:
         raise _Killed()
-  monkeypatch.setattr(runner.Trainer, "_save", save_then_die)
+  with monkeypatch.context() as patch:
+    patch.setattr(runner.Trainer, "_save", save_then_die)
+    with pytest.raises(_Killed):
+      _train(model_dir, LENET, bindings)
+  return saved_at_30
+
+
+def test_a_kill_mid_group_resumes_to_the_uninterrupted_weights(lenet_alone, tmp_path,
+                                                               monkeypatch):
+  """Killed after the first run of a group saved step 30 and before the others did: on the
+  rerun the runs resume at different steps, and each still ends where it would have."""
   model_dir = tmp_path / "killed"
-  with pytest.raises(_Killed):
-    _train(model_dir, LENET, GROUPED)
-  monkeypatch.setattr(runner.Trainer, "_save", save)
+  saved_at_30 = _kill_mid_group(model_dir, GROUPED, monkeypatch)
   resumed = [d for d in saved_at_30 if files.exists(layout.resume_dir(d))]
   assert len(resumed) == 3  # three copies of k = 20 at step 30; the fourth at its start
   _train(model_dir, LENET, GROUPED)
@@ -209,16 +216,21 @@ def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone,
   assert _evaluations(grouped) == measured
 
 
-def test_lenet_under_xla_one_program_equals_alone(tmp_path):
+def test_lenet_under_xla_one_program_equals_alone(tmp_path, monkeypatch):
   """With training.jit_compile the group's steps are one XLA program; still bit for bit. With
   training.steps_per_program = 7 a launch runs up to 7 steps (a loop of 10 ends in a short,
-  padded launch), alone or in a group: the weights and train metrics of one step per launch."""
+  padded launch), alone or in a group: the weights and train metrics of one step per launch.
+  The group of 7 steps per launch is killed mid-group (three of its four runs saved step 30)
+  and rerun: its runs resume at different steps, in launches cut elsewhere, and still end
+  bit for bit where they end alone."""
   bindings = LENET_BINDINGS + ["training.jit_compile = True", "instability.rewind_steps = [20]"]
   several = bindings + ["training.steps_per_program = 7"]
+  both = several + ["instability.copies_per_program = 4"]
   _train(tmp_path / "alone", LENET, bindings)
   _train(tmp_path / "grouped", LENET, bindings + ["instability.copies_per_program = 4"])
   _train(tmp_path / "several", LENET, several)
-  _train(tmp_path / "both", LENET, several + ["instability.copies_per_program = 4"])
+  assert len(_kill_mid_group(tmp_path / "both", both, monkeypatch)) == 3
+  _train(tmp_path / "both", LENET, both)
   alone = _final_weights(tmp_path / "alone")
   for other in ("grouped", "several", "both"):
     _assert_identical(alone, _final_weights(tmp_path / other))

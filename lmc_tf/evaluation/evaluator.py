@@ -18,7 +18,6 @@ mean of the endpoints.
 """
 
 import dataclasses
-import os
 import time
 from typing import Optional, Tuple
 

@@ -4,7 +4,6 @@ hyperparameters in the HParams plugin, so runs can be filtered and sorted by k, 
 
 import gin
 from tensorboard.plugins.hparams import api as hp
-import tensorflow as tf
 
 DESCRIPTIONS = {
     "loss": "Training cross-entropy, mean over the iterations since the previous point. "
