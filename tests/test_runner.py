@@ -1,3 +1,4 @@
+import gc
 import json
 import os
 
@@ -154,3 +155,21 @@ def test_unknown_mixed_precision_policy_is_a_clear_error(tmp_path, bind):
   bind("training.mixed_precision = 'float8'")
   with pytest.raises(ValueError, match="mixed_precision='float8' must be one of"):
     runner.Trainer(str(tmp_path))
+
+
+def test_a_finished_run_leaves_no_traced_graph_alive(tmp_path, bind):
+  """A job's traced train and eval loops die with it, so a process that runs many jobs (the
+  instability job's copies, a Ray worker, this suite) does not grow by every run's graph and
+  variables. Keras all-reduces the gradients even on one replica, and TensorFlow registers
+  that all-reduce's gradient for the whole process: it kept every train loop alive."""
+  from tensorflow.python.framework import func_graph  # pylint: disable=g-import-not-at-top
+
+  def graphs():
+    gc.collect()
+    return sum(isinstance(o, func_graph.FuncGraph) for o in gc.get_objects())
+
+  _run(tmp_path / "a", bind)
+  before = graphs()
+  _run(tmp_path / "b", bind)
+  _run(tmp_path / "c", bind)
+  assert graphs() == before
