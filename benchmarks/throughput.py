@@ -75,11 +75,13 @@ EVAL_BATCH = 1000
 SGD = ("optimizer.name = 'sgd'", "optimizer.learning_rate = 0.1",
        "optimizer.momentum = 0.9", "optimizer.weight_decay = 1e-4")
 MODELS = {
-    "lenet_300_100": dict(dataset="mnist", batch=60, steps=1000, optimizer=(
+    "lenet_300_100": dict(dataset="mnist", batch=60, steps=1000, jit=True, optimizer=(
         "optimizer.name = 'adam'", "optimizer.learning_rate = 1.2e-3")),
-    "resnet20": dict(dataset="cifar10", batch=128, steps=20, optimizer=SGD),
-    "vgg16": dict(dataset="cifar10", batch=128, steps=5, optimizer=SGD),
+    "resnet20": dict(dataset="cifar10", batch=128, steps=20, jit=False, optimizer=SGD),
+    "vgg16": dict(dataset="cifar10", batch=128, steps=5, jit=False, optimizer=SGD),
 }
+# jit: training.jit_compile as the model's gin config binds it (--jit=config): XLA speeds up
+# LeNet on CPU and slows the conv nets (README, Speed).
 # The real datasets' shapes and sizes; the synthetic files have the same.
 DATASETS = {"mnist": dict(shape=(28, 28, 1), num_train=60000),
             "cifar10": dict(shape=(32, 32, 3), num_train=50000)}
@@ -496,8 +498,9 @@ def parse_args(argv=None):
   p.add_argument("--sweep_reps", type=int, default=3,
                  help="timed alphas of the sweep (the sweep's time is 30 x their median)")
   p.add_argument("--sweep_model", default="resnet20")
-  p.add_argument("--jit", choices=["both", "on", "off"], default="both",
-                 help="training.jit_compile for the train benchmarks")
+  p.add_argument("--jit", choices=["both", "on", "off", "config"], default="both",
+                 help="training.jit_compile for the train benchmarks (config: as each "
+                      "model's gin config binds it, on for LeNet, off for the conv nets)")
   p.add_argument("--mixed_precision", default="",
                  choices=["", "mixed_bfloat16", "mixed_float16"],
                  help="bind training.mixed_precision (if the runner has it); eval and train")
@@ -541,7 +544,6 @@ def main(argv=None):
   copies = [int(k) for k in args.copies.split(",") if k]
   per_program = [int(s) for s in args.steps_per_program.split(",") if s] or [1]
   this = sys.modules[__name__]
-  jits = {"both": [False, True], "on": [True], "off": [False]}[args.jit]
   compiles = {"both": [False, True], "on": [True], "off": [False]}[args.torch_compile]
 
   info = machine()
@@ -571,6 +573,8 @@ def main(argv=None):
         print(f"  ready: {json.dumps(bench.info)}", flush=True)
         groups.setdefault(name, []).append(bench)
 
+      jits = {"both": [False, True], "on": [True], "off": [False],
+              "config": [MODELS[m]["jit"]]}[args.jit]
       # (jit, S): S > 1 only where XLA compiles the step.
       variants = [(jit, s) for s in per_program for jit in jits if jit or s == 1]
       suffix = lambda s: "" if s == 1 else f" S={s}"  # noqa: E731
