@@ -93,6 +93,15 @@ def lenet_alone(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def lenet_evaluated(lenet_alone, tmp_path_factory):
+  """lenet_alone's pairs evaluated one alpha at a time, in every BN mode."""
+  model_dir = tmp_path_factory.mktemp("evaluated") / "exp"
+  shutil.copytree(lenet_alone, model_dir)
+  _train(model_dir, LENET, LENET_BINDINGS + MODES, "evaluate")
+  return model_dir
+
+
+@pytest.fixture(scope="module")
 def lenet_grouped(tmp_path_factory):
   model_dir = tmp_path_factory.mktemp("grouped") / "exp"
   _train(model_dir, LENET, GROUPED)
@@ -195,15 +204,13 @@ def test_a_group_whose_runs_are_partly_finished_trains_only_the_rest(
   _assert_identical(_final_weights(lenet_alone), _final_weights(model_dir))
 
 
-def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone,
+def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_evaluated,
                                                                     lenet_grouped, tmp_path):
-  alone, grouped = tmp_path / "alone", tmp_path / "grouped"
-  shutil.copytree(lenet_alone, alone)
+  grouped = tmp_path / "grouped"
   shutil.copytree(lenet_grouped, grouped)
-  _train(alone, LENET, LENET_BINDINGS + MODES, "evaluate")
   bindings = LENET_BINDINGS + MODES + ["evaluate.alphas_per_program = 4"]
   _train(grouped, LENET, bindings, "evaluate")
-  measured = _evaluations(alone)
+  measured = _evaluations(lenet_evaluated)
   assert _evaluations(grouped) == measured
   # Killed mid-sweep: the second group of alphas of a curve lost, its metrics not written.
   pair = files.read_json(layout.manifest(str(grouped)))["pairs"][0]["id"]
@@ -214,6 +221,43 @@ def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_alone,
   os.remove(layout.metrics(str(grouped), pair, "reset"))
   _train(grouped, LENET, bindings, "evaluate")
   assert _evaluations(grouped) == measured
+
+
+def test_lenet_first_layer_factored_gives_the_curves_to_rounding_and_resumes(
+    lenet_alone, lenet_evaluated, tmp_path):
+  """evaluate.factor_first_layer: every point to float rounding, the endpoints exactly, and
+  REPAIR (its scale folded into the first kernel) the exact way, bit for bit."""
+  factored = tmp_path / "factored"
+  shutil.copytree(lenet_alone, factored)
+  bindings = LENET_BINDINGS + MODES + ["evaluate.alphas_per_program = 4",
+                                       "evaluate.factor_first_layer = True"]
+  _train(factored, LENET, bindings, "evaluate")
+  expected, measured = _evaluations(lenet_evaluated), _evaluations(factored)
+  assert measured.keys() == expected.keys()
+  for name, saved in expected.items():
+    if "repair" in name:
+      assert measured[name] == saved, name
+    elif name.endswith("curve.json") or "curve_" in name:
+      points, last = saved["points"], str(len(saved["alphas"]) - 1)
+      for i, point in points.items():
+        got = measured[name]["points"][i]
+        if i in ("0", last):
+          assert got == point, (name, i)
+        for split, values in point.items():
+          # An argmax may flip on a tie broken by rounding: at most one of 300 examples.
+          assert got[split]["error"] == pytest.approx(values["error"], abs=100 / 300 + 1e-9)
+          assert got[split]["loss"] == pytest.approx(values["loss"], rel=1e-5)
+  # The factored path was taken: its rounding shows somewhere inside the default curves.
+  assert any(measured[n] != expected[n] for n in expected if n.endswith("curve.json"))
+  # Killed mid-sweep: a group of alphas lost; the rerun measures it again, the same way.
+  pair = files.read_json(layout.manifest(str(factored)))["pairs"][0]["id"]
+  curve_path = layout.curve(str(factored), pair)
+  curve = files.read_json(curve_path)
+  del curve["points"]["2"]
+  files.write_json_atomic(curve_path, curve)
+  os.remove(layout.metrics(str(factored), pair))
+  _train(factored, LENET, bindings, "evaluate")
+  assert _evaluations(factored) == measured
 
 
 def test_lenet_under_xla_one_program_equals_alone(tmp_path, monkeypatch):
@@ -241,6 +285,7 @@ def test_lenet_under_xla_one_program_equals_alone(tmp_path, monkeypatch):
     ("instability", "instability.copies_per_program = 0"),
     ("instability", "instability.copies_per_program = 'all'"),
     ("evaluate", "evaluate.alphas_per_program = 0"),
+    ("evaluate", "evaluate.factor_first_layer = 1"),
 ])
 def test_a_bad_group_size_is_named(tmp_path, job, binding):
   with pytest.raises(errors.ConfigError, match=binding.split(" = ")[0]):

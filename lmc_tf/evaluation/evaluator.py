@@ -30,6 +30,7 @@ from lmc_tf import layout
 from lmc_tf.evaluation import barrier
 from lmc_tf.evaluation import curve as curve_lib
 from lmc_tf.evaluation import distances
+from lmc_tf.evaluation import first_layer as first_layer_lib
 from lmc_tf.evaluation import interpolate
 from lmc_tf.models import layers
 from lmc_tf.models import registry
@@ -94,19 +95,36 @@ class Sweeper:
   With `alphas_per_program` M > 1 it holds M - 1 more scratch models, and a curve's grid
   points are measured M at a time: M interpolated networks, each batch read once and every
   network run on it in one program (SplitEvaluator.evaluate_all). Each network's error and
-  loss are what it gives alone.
+  loss are what it gives alone. With `factor_first_layer` as well, the first layer of the M
+  networks is computed from the two endpoints' products where that is exact in real
+  arithmetic (evaluation/first_layer.py): the same numbers to float rounding, sooner.
   """
 
-  def __init__(self, strategy, data, splits, eval_examples, batch_size, alphas_per_program=1):
+  def __init__(self, strategy, data, splits, eval_examples, batch_size, alphas_per_program=1,
+               factor_first_layer=False):
     build = lambda: registry.build_model(  # noqa: E731
         init_seed=0, input_shape=data.image_shape, num_classes=data.num_classes)
     with strategy.scope():
       self.model = build()
       self.extra_models = [build() for _ in range(alphas_per_program - 1)]
+      self.first_layer = None
+      if factor_first_layer and alphas_per_program > 1:
+        if first_layer_lib.first_dense(self.model) is None:
+          logging.warning(f"evaluate.factor_first_layer: {self.model.name}'s first layer "
+                          "with weights is not a dense layer on the input; every alpha is "
+                          "measured the exact way")
+        else:
+          self.first_layer = first_layer_lib.SharedFirstLayer(
+              [self.model, *self.extra_models])
+          logging.info(f"evaluate: {alphas_per_program} alphas per program, their layer "
+                       f"{self.first_layer.name!r} computed from the endpoints' two "
+                       "products (factor_first_layer)")
     self.alphas_per_program = alphas_per_program
+    outputs = self.first_layer.outputs if self.first_layer is not None else None
     self.evaluators = {s: evaluate_lib.SplitEvaluator(strategy, self.model, data, s,
                                                       batch_size, eval_examples,
-                                                      models=self.extra_models)
+                                                      models=self.extra_models,
+                                                      outputs=outputs)
                        for s in splits}
 
   def load(self, checkpoint_path):
@@ -123,27 +141,42 @@ class Sweeper:
     return {split: {k: r[k] for k in ("error", "loss")}
             for split, r in ((s, e()) for s, e in self.evaluators.items())}
 
-  def measure_many(self, weights_list):
-    """measure() of each of up to alphas_per_program networks, in one pass per split."""
+  def measure_many(self, weights_list, endpoints=None):
+    """measure() of each of up to alphas_per_program networks, in one pass per split.
+
+    endpoints: (weights_a, weights_b, alphas, mixed) if the networks are points of the path
+    from A to B (`mixed`: the plain interpolation at each alpha, before any BN mode); their
+    first layer is then factored where it can be (factor_first_layer).
+    """
     models = [self.model, *self.extra_models][:len(weights_list)]
     for model, weights in zip(models, weights_list):
       interpolate.assign(model, weights)
-    by_split = {s: e.evaluate_all(len(models)) for s, e in self.evaluators.items()}
+    shared = False
+    if self.first_layer is not None and endpoints is not None:
+      weights_a, weights_b, alphas, mixed = endpoints
+      shared = self.first_layer.applies(weights_a, weights_b, mixed, weights_list)
+      if shared:
+        self.first_layer.load(weights_a, weights_b, alphas)
+    by_split = {s: e.evaluate_all(len(models), shared) for s, e in self.evaluators.items()}
     return [{split: {k: results[i][k] for k in ("error", "loss")}
              for split, results in by_split.items()} for i in range(len(models))]
 
   def curve(self, weights_a, weights_b, alphas, path, on_point=None, transform=None):
     """The `Curve` between two networks; `transform(alpha, weights)` gives the variables a
     point is measured with (a BN mode), the interpolation itself if None."""
-    def weights_at(alpha):
+    def mixed_at(alpha):
       weights = interpolate.interpolate(weights_a, weights_b, alpha)
-      if not 0.0 <= alpha <= 1.0:
-        weights = self._valid_statistics(weights)
-      # A BN mode's transform uses self.model as its scratch: done before any is assigned.
+      return weights if 0.0 <= alpha <= 1.0 else self._valid_statistics(weights)
+
+    # A BN mode's transform uses self.model as its scratch: done before any is assigned.
+    def weights_at(alpha):
+      weights = mixed_at(alpha)
       return weights if transform is None else transform(alpha, weights)
 
     def measure_many(alphas):
-      return self.measure_many([weights_at(a) for a in alphas])
+      mixed = [mixed_at(a) for a in alphas]
+      points = mixed if transform is None else [transform(a, w) for a, w in zip(alphas, mixed)]
+      return self.measure_many(points, (weights_a, weights_b, alphas, mixed))
     return curve_lib.Curve(path, alphas, lambda alpha: self.measure(weights_at(alpha)),
                            on_point, measure_many, self.alphas_per_program)
 

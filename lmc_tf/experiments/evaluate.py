@@ -170,7 +170,8 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
              batch_size=1000, watch=False, timeout_s=24 * 3600, poll_s=10,
              bn_modes=(layout.DEFAULT_BN_MODE,), bn_batches=50, bn_batch_size=None,
              bn_augment=True, bn_seed=0, alpha_range=evaluator.DEFAULT_RANGE,
-             refine_peak=False, align=None, align_batches=10, alphas_per_program=1):
+             refine_peak=False, align=None, align_batches=10, alphas_per_program=1,
+             factor_first_layer=False):
   """Interpolates every finished pair of DIR's instability experiment.
 
   Args:
@@ -200,6 +201,11 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
       matching compares the copies' activations on.
     alphas_per_program: measure this many alpha of a curve at once, in one program (each
       batch read once, every interpolated network run on it); the same numbers, sooner.
+    factor_first_layer: with alphas_per_program > 1, compute a dense first layer (LeNet's)
+      of a program's networks from the two endpoints' products, u K_A and u K_B, mixed per
+      alpha (it is linear in the kernel): the same numbers to float rounding, not bit for
+      bit (the endpoints exactly). Networks whose first layer with weights is not dense, and
+      BN modes that rewrite it (REPAIR), are measured the exact way.
   """
   if not files.exists(layout.manifest(model_dir)) and files.exists(
       layout.imp_record(model_dir)):
@@ -213,13 +219,14 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
   errors.positive_number(timeout_s, "evaluate.timeout_s")
   errors.positive_number(poll_s, "evaluate.poll_s")
   errors.non_negative_int(bn_seed, "evaluate.bn_seed")
-  for name, flag in (("watch", watch), ("bn_augment", bn_augment)):
+  for name, flag in (("watch", watch), ("bn_augment", bn_augment),
+                     ("factor_first_layer", factor_first_layer)):
     if not isinstance(flag, bool):
       raise errors.ConfigError(f"evaluate.{name}={flag!r} must be True or False")
   manifest = _wait_for_manifest(model_dir, watch, deadline, poll_s)
   data = data_base.get_dataset()
   sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size,
-                              alphas_per_program)
+                              alphas_per_program, factor_first_layer)
   if bn_batch_size is None and plan.keys != [(None, layout.DEFAULT_BN_MODE)]:
     bn_batch_size = runner.TrainingHParams().batch_size
   bn = aligner = None

@@ -13,10 +13,12 @@ class SplitEvaluator:
 
   `models` are further models of the same architecture that `evaluate_all` measures beside
   `model`, on the same batches in one compiled loop (the evaluator's alphas per program).
+  `outputs(images, n)`, if given, is another way to compute the logits of the first n of
+  them on a batch (a list of n), which `evaluate_all(n, shared=True)` uses.
   """
 
   def __init__(self, strategy, model, data, split="test", batch_size=1000, max_examples=None,
-               models=()):
+               models=(), outputs=None):
     num_examples = data.num_examples(split)
     if max_examples is not None:
       num_examples = min(num_examples, max_examples)
@@ -27,6 +29,7 @@ class SplitEvaluator:
     self._strategy = strategy
     self._model = model
     self._models = [model, *models]
+    self._outputs = outputs
     self._loops_all = {}
     self._num_batches = -(-num_examples // batch_size)
     self._dataset = strategy.distribute_datasets_from_function(
@@ -40,7 +43,9 @@ class SplitEvaluator:
     return tf.cast(logits, tf.float32)
 
   def _eval_step(self, images, labels, weights, model=None):
-    logits = self._logits(images, model)
+    return self._sums(self._logits(images, model), labels, weights)
+
+  def _sums(self, logits, labels, weights):
     losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits)
     correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
                       tf.float32)
@@ -55,12 +60,15 @@ class SplitEvaluator:
       total_correct += self._strategy.reduce("SUM", correct, axis=None)
     return total_loss, total_correct
 
-  def _loop_all(self, n):
+  def _loop_all(self, n, shared):
     """The compiled loop over the split of the first `n` models: [n, 2] sums."""
-    if n not in self._loops_all:
+    if (n, shared) not in self._loops_all:
       models = self._models[:n]
 
       def step(images, labels, weights):
+        if shared:
+          return tf.stack([tf.stack(self._sums(tf.cast(logits, tf.float32), labels, weights))
+                           for logits in self._outputs(images, n)])
         return tf.stack([tf.stack(self._eval_step(images, labels, weights, m))
                          for m in models])
 
@@ -70,14 +78,16 @@ class SplitEvaluator:
           totals += self._strategy.reduce(
               "SUM", self._strategy.run(step, args=next(iterator)), axis=None)
         return totals
-      self._loops_all[n] = tf.function(loop)
-    return self._loops_all[n]
+      self._loops_all[n, shared] = tf.function(loop)
+    return self._loops_all[n, shared]
 
-  def evaluate_all(self, n=None):
+  def evaluate_all(self, n=None, shared=False):
     """The results of __call__ for each of the first `n` models (all by default), from one
-    pass over the split."""
+    pass over the split; their logits from `outputs` if `shared`."""
     n = len(self._models) if n is None else n
-    totals = self._loop_all(n)(iter(self._dataset)).numpy()
+    if shared and self._outputs is None:
+      raise ValueError("evaluate_all(shared=True) needs the evaluator's `outputs`")
+    totals = self._loop_all(n, shared)(iter(self._dataset)).numpy()
     return [self._result(loss, correct) for loss, correct in totals]
 
   def _result(self, loss, correct):
