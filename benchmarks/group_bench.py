@@ -56,12 +56,13 @@ def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, r
 
 
 def group_sweep_bench(throughput, model_name, data, data_bindings, density, workdir,
-                      per_program):
-  """The 30-alpha sweep over the test split, `per_program` alphas per program. One rep is
-  one whole sweep here (a fresh curve file), timed end to end."""
+                      per_program, factored=False):
+  """The 30-alpha sweep over the test split, `per_program` alphas per program (with the
+  first layer factored if `factored`). One rep is one whole sweep here (a fresh curve
+  file), timed end to end."""
   throughput.bind(model_name, data_bindings)
   sweeper = evaluator_lib.Sweeper(distribute.get_strategy(), data, ("test",), None,
-                                  throughput.EVAL_BATCH, per_program)
+                                  throughput.EVAL_BATCH, per_program, factored)
   masks = throughput.random_masks(sweeper.model, density)
   layers.set_masks(sweeper.model, masks)
   weights_a = [v.numpy() for v in sweeper.model.variables]
@@ -78,6 +79,7 @@ def group_sweep_bench(throughput, model_name, data, data_bindings, density, work
   tic = time.perf_counter()
   sweep()
   info = {"model": model_name, "alphas_per_program": per_program,
+          "factored": sweeper.first_layer is not None,
           "batch": throughput.EVAL_BATCH, "examples": data.num_test,
           "first_sweep_s": round(time.perf_counter() - tic, 2)}
 

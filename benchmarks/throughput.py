@@ -16,7 +16,9 @@ With --copies=1,2,6,9 (benchmarks/group_bench.py), also for every model and K:
   train/<model> K=<K>   aggregate images/s of K copies in one `group.GroupTrainer` loop
                         (instability.copies_per_program = K), every copy's images counted;
   sweep30/<model> M=<K> seconds for a whole 30-alpha sweep over 10,000 test images,
-                        measured K alphas per program (evaluate.alphas_per_program = K).
+                        measured K alphas per program (evaluate.alphas_per_program = K);
+                        with --factor_first_layer, LeNet's also with its first layer
+                        factored (evaluate.factor_first_layer), named "... factored".
 
 With --steps_per_program=1,100, the train rows (jit on) also with S steps per XLA launch
 (training.steps_per_program = S), named "... S=<S>".
@@ -520,6 +522,9 @@ def parse_args(argv=None):
   p.add_argument("--steps_per_program", default="1",
                  help="comma-separated S: train rows with S steps per XLA launch "
                       "(training.steps_per_program; jit on only), e.g. 1,100")
+  p.add_argument("--factor_first_layer", action="store_true",
+                 help="also time each sweep30 row with evaluate.factor_first_layer (models "
+                      "whose first layer is dense: LeNet), named '... factored'")
   p.add_argument("--json", default="", help="write machine, settings and every rep here")
   args = p.parse_args(argv)
   if bool(args.torch_python) != bool(args.torch_bench):
@@ -604,6 +609,12 @@ def main(argv=None):
           add(f"sweep30/{m} M={k}", lambda k=k: group_bench.group_sweep_bench(
               this, m, data, data_bindings, args.density, workdir, k))
           reps[f"sweep30/{m} M={k}"] = args.sweep_reps
+          # LeNet, the one model here with a dense first layer (MNIST is its dataset).
+          if args.factor_first_layer and k > 1 and MODELS[m]["dataset"] == "mnist":
+            name = f"sweep30/{m} M={k} factored"
+            add(name, lambda k=k: group_bench.group_sweep_bench(
+                this, m, data, data_bindings, args.density, workdir, k, factored=True))
+            reps[name] = args.sweep_reps
     if args.torch_python:
       for name in list(groups):
         task = TORCH_TASKS.get(name)
