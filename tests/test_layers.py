@@ -81,6 +81,44 @@ def test_mask_applies_in_call():
   np.testing.assert_allclose(model(x).numpy()[0], model.get_layer("out").bias.numpy())
 
 
+def test_full_masks_skipped_leaves_every_number_as_it_was():
+  """A layer whose mask is all ones traces without the mask (the train loop's fast path):
+  outputs and gradients bit for bit; a pruned layer is never a full mask, and outside the
+  context every layer multiplies by its mask again."""
+  model = _toy_model()
+  pruned = {"dense": _random_masks(model, 0.5, seed=3)["dense"]}
+  layers.set_masks(model, pruned)
+  full = layers.full_masks(model)
+  assert [l.name for l in full] == ["conv", "out"]
+  x = tf.constant(np.random.default_rng(4).normal(size=(6, 8, 8, 3)), tf.float32)
+
+  def outputs_and_gradients():
+    with tf.GradientTape() as tape:
+      out = model(x)
+      loss = tf.reduce_sum(out * out)
+    return [out, *tape.gradient(loss, model.trainable_variables)]
+
+  expected = tf.function(outputs_and_gradients)()
+
+  def skipped():
+    with layers.full_masks_skipped(full):
+      return outputs_and_gradients()
+
+  got = tf.function(skipped)()
+  for a, b in zip(expected, got):
+    np.testing.assert_array_equal(a.numpy(), b.numpy())
+  assert not any(l._mask_skipped for l in layers.masked_layers(model))
+  # The skip was traced in: the graph has fewer multiplies by a mask.
+  def multiplies(fn):
+    graph = tf.function(fn).get_concrete_function().graph
+    return sum(op.type == "Mul" for op in graph.get_operations())
+  assert multiplies(skipped) < multiplies(outputs_and_gradients)
+  # Outside the context the masks apply: pruning "out" fully leaves its bias.
+  layers.set_masks(model, {"out": np.zeros(model.get_layer("out").kernel.shape)})
+  np.testing.assert_allclose(model(tf.ones((1, 8, 8, 3))).numpy()[0],
+                             model.get_layer("out").bias.numpy())
+
+
 def test_mask_that_does_not_fit_is_an_error():
   model = _toy_model()
   with pytest.raises(ValueError, match="does not fit layer 'dense'"):

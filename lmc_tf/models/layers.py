@@ -8,6 +8,8 @@ momentum stays 0). The layers without weights to prune that several nets share l
 the fused BatchNorm and the stateless dropout.
 """
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -19,6 +21,9 @@ _DROPOUT_SALT = 0x64726F70 * hashing.GOLDEN % 2**64  # "drop": the dropout's own
 
 class _MaskMixin:
   """Adds the mask variable and `set_mask` to a layer that owns a `kernel`."""
+
+  # Set while a graph is traced in which this layer's mask is all ones (full_masks_skipped).
+  _mask_skipped = False
 
   def _build_mask(self):
     self.mask = self.add_weight(name="mask", shape=self.kernel.shape, initializer="ones",
@@ -36,6 +41,8 @@ class _MaskMixin:
 
   @property
   def masked_kernel(self):
+    if self._mask_skipped:
+      return self.kernel  # the mask is all ones, and kernel * 1 is the kernel bit for bit
     return self.kernel * tf.cast(self.mask, self.kernel.dtype)
 
 
@@ -92,6 +99,27 @@ def density(model):
   kept = sum(float(tf.reduce_sum(l.mask)) for l in layers)
   total = sum(int(np.prod(l.mask.shape)) for l in layers)
   return kept / total if total else 1.0
+
+
+def full_masks(model):
+  """The prunable layers of `model` whose mask keeps every weight (all of them, unpruned)."""
+  return [l for l in masked_layers(model) if bool(tf.reduce_all(tf.equal(l.mask, 1)))]
+
+
+@contextlib.contextmanager
+def full_masks_skipped(layers):
+  """Within, `layers` (full_masks: masks of all ones) use their kernel as it is, so a graph
+  traced here has neither the mask's multiply nor its gradient's: the same numbers bit for
+  bit (x * 1 == x), with two elementwise passes over each kernel fewer per step. Only for a
+  graph used while the masks cannot change, as a run's train loop (a run's masks are fixed
+  once it begins); a dense LeNet step is 13 % faster on a CPU (README, "Speed")."""
+  for layer in layers:
+    layer._mask_skipped = True  # pylint: disable=protected-access
+  try:
+    yield
+  finally:
+    for layer in layers:
+      layer._mask_skipped = False  # pylint: disable=protected-access
 
 
 def get_masks(model):

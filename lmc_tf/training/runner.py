@@ -372,11 +372,16 @@ def compiled_loop(trainers):
   first = trainers[0]
   strategy = first.strategy
   per_program = first.steps_per_program
+  # A run's masks are fixed once it begins, so a mask of all ones (every unpruned run's) stays
+  # so for the loop's life: its multiply is left out of the trace (layers.full_masks_skipped).
+  full = [layers.full_masks(t.model) for t in trainers]
 
   def step(batches):
-    # pylint: disable-next=protected-access
-    return tf.stack([tf.stack(t._train_step(images, labels))
-                     for t, (images, labels) in zip(trainers, batches)])
+    per_run = []
+    for t, skipped, (images, labels) in zip(trainers, full, batches):
+      with layers.full_masks_skipped(skipped):
+        per_run.append(tf.stack(t._train_step(images, labels)))  # pylint: disable=protected-access
+    return tf.stack(per_run)
 
   if per_program == 1:
     step_fn = (tf.function(lambda *b: step(b), jit_compile=True)
