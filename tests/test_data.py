@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import gzip
 import hashlib
 import os
@@ -8,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from lmc_tf.data import base
+from lmc_tf.data import cifar10
 from lmc_tf.data import mnist
 from lmc_tf.data import pipeline
 from lmc_tf.training import runner
@@ -150,6 +152,37 @@ def test_dataset_caps_and_unknown_names(bind):
   bind("dataset.name = 'mnsit'")
   with pytest.raises(ValueError, match="unknown dataset"):
     base.get_dataset()
+
+
+@pytest.mark.parametrize("pipelines,pipeline_id", [(1, 0), (2, 1)])
+def test_chunks_read_at_once_are_the_steps_read_one_by_one(small, pipelines, pipeline_id):
+  """data.train_chunks (a chunk's examples gathered, scaled and augmented at once) gives the
+  real steps of in_chunks(train_batches) bit for bit: from mid-epoch, across epochs, with a
+  per-example augmentation, and each input pipeline its share of the global batch."""
+  data = dataclasses.replace(small, augment=functools.partial(cifar10.pad_crop_flip,
+                                                              fill=np.zeros(1, np.float32)))
+  ctx = tf.distribute.InputContext(num_input_pipelines=pipelines, input_pipeline_id=pipeline_id,
+                                   num_replicas_in_sync=pipelines)
+  lengths = [5, 3, 7, 12]
+  one_by_one = pipeline.in_chunks(
+      pipeline.train_dataset(data, 10, 3, 5, 7, sum(lengths), ctx), lengths, 4)
+  at_once = data.train_chunks(10, 3, 5, 7, lengths, 4, ctx)
+  assert at_once.element_spec == one_by_one.element_spec
+  count = 0
+  for (x, y, r), (want_x, want_y, want_r) in zip(at_once, one_by_one, strict=True):
+    np.testing.assert_array_equal(r, want_r)
+    real = want_r.numpy() == 1
+    np.testing.assert_array_equal(x.numpy()[real], want_x.numpy()[real])
+    np.testing.assert_array_equal(y.numpy()[real], want_y.numpy()[real])
+    count += int(real.sum())
+  assert count == sum(lengths)
+  # The augmentation is in: the chunks differ from the same steps unaugmented.
+  plain = next(iter(small.train_chunks(10, 3, 5, 7, lengths, 4, ctx)))[0]
+  assert not np.array_equal(plain.numpy(), next(iter(at_once))[0].numpy())
+  two_replicas = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
+                                            num_replicas_in_sync=2)
+  with pytest.raises(ValueError, match="one replica per input pipeline"):
+    data.train_chunks(10, 3, 5, 7, lengths, 4, two_replicas)
 
 
 def test_steps_in_chunks_never_span_two_loops(small):

@@ -55,7 +55,7 @@ class ImageDataset:
         x_test=self.x_test[:max_test], y_test=self.y_test[:max_test])
 
   # Every dataset, in memory or streamed (data/imagenet.py), hands the runner and evaluators
-  # its batches through these two methods.
+  # its batches through these three methods.
 
   def train_batches(self, batch_size, data_order_seed, augmentation_seed, start_step,
                     num_steps, input_context=None, augment=True):
@@ -64,6 +64,14 @@ class ImageDataset:
     from lmc_tf.data import pipeline  # pylint: disable=g-import-not-at-top  (imports TF)
     return pipeline.train_dataset(self, batch_size, data_order_seed, augmentation_seed,
                                   start_step, num_steps, input_context, augment)
+
+  def train_chunks(self, batch_size, data_order_seed, augmentation_seed, start_step, lengths,
+                   size, input_context=None):
+    """train_batches from `start_step` in chunks of `size` steps, cut at the ends of loops of
+    `lengths` steps: (images, labels, real), each with a leading axis of `size`."""
+    from lmc_tf.data import pipeline  # pylint: disable=g-import-not-at-top
+    return pipeline.train_chunks(self, batch_size, data_order_seed, augmentation_seed,
+                                 start_step, lengths, size, input_context)
 
   def eval_batches(self, split, batch_size, max_examples=None, input_context=None):
     """Per-replica (images, labels, weights) batches of `split`, unaugmented, in order."""

@@ -266,6 +266,14 @@ class StreamedImageNet:
     ds = ds.batch(per_replica, drop_remainder=True)
     return pipeline.fixed_parallelism(ds.prefetch(2))
 
+  def train_chunks(self, batch_size, data_order_seed, augmentation_seed, start_step, lengths,
+                   size, input_context=None):
+    """train_batches from `start_step` in chunks of `size` steps cut at the ends of loops of
+    `lengths` steps (pipeline.in_chunks): decoded example by example, then chunked."""
+    return pipeline.in_chunks(
+        self.train_batches(batch_size, data_order_seed, augmentation_seed, start_step,
+                           sum(lengths), input_context), lengths, size)
+
   def eval_batches(self, split, batch_size, max_examples=None, input_context=None):
     """Per-replica (images, labels, weights) batches of the first `max_examples` of `split`.
 

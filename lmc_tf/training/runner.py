@@ -19,7 +19,6 @@ from lmc_tf import distribute
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
-from lmc_tf.data import pipeline
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import checkpoints
@@ -253,13 +252,12 @@ class Trainer:
     (default: one loop to the end) when several steps run per program."""
     def dataset_fn(ctx):
       self._input_pipelines = ctx.num_input_pipelines
-      ds = self.data.train_batches(
-          self.hparams.batch_size, self.seeds["data_order_seed"],
-          self.seeds["augmentation_seed"], start_step, self.end_step - start_step, ctx)
+      seeds = (self.hparams.batch_size, self.seeds["data_order_seed"],
+               self.seeds["augmentation_seed"], start_step)
       if self.steps_per_program > 1:
-        ds = pipeline.in_chunks(ds, lengths or [self.end_step - start_step],
-                                self.steps_per_program)
-      return ds
+        return self.data.train_chunks(*seeds, lengths or [self.end_step - start_step],
+                                      self.steps_per_program, ctx)
+      return self.data.train_batches(*seeds, self.end_step - start_step, ctx)
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
   def train(self):
@@ -409,7 +407,7 @@ def compiled_loop(trainers):
 
   @tf.function
   def chunked_loop(iterators, num_steps):
-    # Each iterator yields chunks of `per_program` steps (pipeline.in_chunks), cut at the
+    # Each iterator yields chunks of `per_program` steps (data.train_chunks), cut at the
     # ends of the loops, so a loop of num_steps takes whole chunks.
     totals = tf.zeros([len(trainers), 2])
     done = tf.constant(0, tf.int64)
