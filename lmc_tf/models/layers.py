@@ -112,7 +112,7 @@ def full_masks_skipped(layers):
   traced here has neither the mask's multiply nor its gradient's: the same numbers bit for
   bit (x * 1 == x), with two elementwise passes over each kernel fewer per step. Only for a
   graph used while the masks cannot change, as a run's train loop (a run's masks are fixed
-  once it begins); a dense LeNet step is 13 % faster on a CPU (README, "Speed")."""
+  once it begins)."""
   for layer in layers:
     layer._mask_skipped = True  # pylint: disable=protected-access
   try:

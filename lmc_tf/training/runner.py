@@ -252,12 +252,12 @@ class Trainer:
     (default: one loop to the end) when several steps run per program."""
     def dataset_fn(ctx):
       self._input_pipelines = ctx.num_input_pipelines
-      seeds = (self.hparams.batch_size, self.seeds["data_order_seed"],
+      where = (self.hparams.batch_size, self.seeds["data_order_seed"],
                self.seeds["augmentation_seed"], start_step)
       if self.steps_per_program > 1:
-        return self.data.train_chunks(*seeds, lengths or [self.end_step - start_step],
+        return self.data.train_chunks(*where, lengths or [self.end_step - start_step],
                                       self.steps_per_program, ctx)
-      return self.data.train_batches(*seeds, self.end_step - start_step, ctx)
+      return self.data.train_batches(*where, self.end_step - start_step, ctx)
     return self.strategy.distribute_datasets_from_function(dataset_fn)
 
   def train(self):

@@ -1,0 +1,69 @@
+"""One group of K runs of a config on its real data, from empty directories: where the time goes.
+
+    .venv/bin/python benchmarks/run_phases.py --copies=3 --steps=6000it
+
+Builds K Trainers (init seeds 0..K-1, data order and augmentation seeds 1..K), begins them
+and trains them together (group.GroupTrainer; one Trainer.train for K = 1), as the
+instability job trains a group. It prints the seconds spent building, beginning and
+training, and the images/s of the compiled loops alone (every copy's images counted; the
+first loop, which compiles, is timed apart). Rerun it alternating K = 1 and K = 3 to compare:
+on a 2-core VM one run's figure moves by 10 % or more.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+from lmc_tf import config
+from lmc_tf import distribute
+from lmc_tf.training import group
+from lmc_tf.training import runner
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--gin_file", default="gin_configs/lenet_mnist.gin")
+  p.add_argument("--copies", type=int, default=3)
+  p.add_argument("--steps", default="6000it", help="training.steps")
+  args = p.parse_args()
+  config.parse([args.gin_file], [f"training.steps = '{args.steps}'"])
+  loop_times = []
+  make_loop = runner.compiled_loop
+
+  def timed_loop(trainers):
+    loop = make_loop(trainers)
+
+    def run(*loop_args):
+      tic = time.perf_counter()
+      totals = loop(*loop_args).numpy()
+      loop_times.append(time.perf_counter() - tic)
+      return totals
+    return run
+  runner.compiled_loop = timed_loop
+
+  strategy = distribute.get_strategy()
+  root = tempfile.mkdtemp(prefix="run_phases-")
+  tic = time.perf_counter()
+  trainers = [runner.Trainer(os.path.join(root, f"run{i}"), init_seed=i, data_order_seed=i + 1,
+                             augmentation_seed=i + 1, strategy=strategy)
+              for i in range(args.copies)]
+  built = time.perf_counter() - tic
+  for t in trainers:
+    t.begin()
+  begun = time.perf_counter() - tic - built
+  lengths = runner.loop_lengths(trainers)
+  trainer = trainers[0] if args.copies == 1 else group.GroupTrainer(trainers)
+  tic = time.perf_counter()
+  trainer.train()
+  trained = time.perf_counter() - tic
+  images = args.copies * trainers[0].hparams.batch_size * sum(lengths[1:])
+  rate = images / sum(loop_times[1:]) if len(loop_times) > 1 else float("nan")
+  print(f"K={args.copies}, {sum(lengths)} steps: build {built:.2f} s, begin {begun:.2f} s, "
+        f"train {trained:.2f} s (first loop, compiling, {loop_times[0]:.2f} s); "
+        f"later loops {rate:,.0f} images/s")
+  print(f"runs in {root}")
+
+
+if __name__ == "__main__":
+  main()
