@@ -1,12 +1,14 @@
 r"""An instability experiment grouped as its config binds it, against one run at a time.
 
-Runs the config's `instability` and `evaluate` jobs twice, each from an empty directory, one
+Runs the config's `instability` and `evaluate` jobs, each from an empty directory, one
 after the other: as the config binds them (copies, steps and alphas per program, the
 factored first layer), then one at a time (those four set to 1 / False) for init 0 only,
-whose runs and pairs are the same work as each other init's. It prints the wall time of
-each job, the one-at-a-time time scaled by the number of inits, and the gains; and checks
-init 0 between the two: every run's final weights and metrics bit for bit, every curve
-point's error and loss, every pair's instability. The README's full-experiment table
+whose runs and pairs are the same work as each other init's; then training once more one
+copy at a time but with the config's steps per program, which is what grouping the copies
+adds on its own. It prints the wall time of each job, the one-at-a-time times scaled by the
+number of inits, and the gains; and checks init 0 between the directories: every run's
+final weights and metrics bit for bit, every curve point's error and loss, every pair's
+instability. The README's full-experiment table
 (*Many copies in one program: on this CPU*) is its output for the default config.
 
     .venv/bin/python benchmarks/grouped_vs_alone.py --root=/tmp/grouping     # ~55 min, 2 cores
@@ -32,6 +34,8 @@ from lmc_tf import layout  # noqa: E402  pylint: disable=g-import-not-at-top
 ONE_AT_A_TIME = ["instability.copies_per_program = 1", "training.steps_per_program = 1",
                  "evaluate.alphas_per_program = 1", "evaluate.factor_first_layer = False",
                  "instability.num_inits = 1"]
+# One copy per program, but the config's steps per program: what grouping copies adds alone.
+ALONE_IN_LOOPS = [b for b in ONE_AT_A_TIME if not b.startswith("training.")]
 
 
 def run_job(gin_file, model_dir, job, bindings):
@@ -54,8 +58,9 @@ def final_runs(model_dir):
   return manifest, runs
 
 
-def compare(alone_dir, grouped_dir):
-  """Init 0's runs and pairs, one at a time against grouped: prints what differs."""
+def compare(alone_dir, grouped_dir, curves=True):
+  """Init 0's runs (and pairs, with `curves`), one at a time against grouped: prints what
+  differs."""
   manifest, runs = final_runs(alone_dir)
   different = 0
   for run, step in runs.items():
@@ -70,6 +75,8 @@ def compare(alone_dir, grouped_dir):
       different += summaries[0][key] != summaries[1][key]
   print(f"{len(runs)} runs: {different} differing model variables or metrics "
         "(0: bit for bit)")
+  if not curves:
+    return
   points = errors = unstable = 0
   worst = 0.0
   for pair in manifest["pairs"]:
@@ -90,24 +97,33 @@ def compare(alone_dir, grouped_dir):
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
   p.add_argument("--gin_file", default="gin_configs/lenet_mnist_instability.gin")
-  p.add_argument("--root", required=True, help="an empty or new directory for both runs")
+  p.add_argument("--root", required=True, help="an empty or new directory for the runs")
   args = p.parse_args(argv)
-  grouped, alone = (os.path.abspath(os.path.join(args.root, n)) for n in ("grouped", "alone"))
-  for d in (grouped, alone):
+  grouped, alone, loops = (os.path.abspath(os.path.join(args.root, n))
+                           for n in ("grouped", "alone", "alone_in_loops"))
+  for d in (grouped, alone, loops):
     if os.path.exists(d):
-      raise SystemExit(f"{d} exists: give an empty --root (both runs start from nothing)")
+      raise SystemExit(f"{d} exists: give an empty --root (every run starts from nothing)")
   times = {}
   for name, model_dir, bindings in (("grouped", grouped, []),
                                     ("alone", alone, ONE_AT_A_TIME)):
     for job in ("instability", "evaluate"):
       times[name, job] = run_job(args.gin_file, model_dir, job, bindings)
+  # Evaluation does not depend on training's steps per program: only training is rerun.
+  times["loops", "instability"] = run_job(args.gin_file, loops, "instability", ALONE_IN_LOOPS)
+  times["loops", "evaluate"] = times["alone", "evaluate"]
   inits = len(files.read_json(layout.manifest(grouped))["parents"])
-  print("\n| | one at a time | grouped | gain |\n|---|---:|---:|---:|")
+  print("\n| | one at a time, one step per program | one at a time, the config's steps "
+        "per program | grouped | gain over each |\n|---|---:|---:|---:|---:|")
   for job, what in (("instability", "training"), ("evaluate", "evaluation")):
-    one = inits * times["alone", job]
+    one, in_loops = (inits * times[n, job] for n in ("alone", "loops"))
+    both = times["grouped", job]
     print(f"| {what} (s) | {one:,.0f} ({inits} x {times['alone', job]:,.0f}) | "
-          f"{times['grouped', job]:,.0f} | {one / times['grouped', job]:.2f}x |")
+          f"{in_loops:,.0f} ({inits} x {times['loops', job]:,.0f}) | {both:,.0f} | "
+          f"{one / both:.2f}x, {in_loops / both:.2f}x |")
   compare(alone, grouped)
+  print("one at a time in loops against grouped:")
+  compare(loops, grouped, curves=False)
 
 
 if __name__ == "__main__":
