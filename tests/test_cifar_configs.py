@@ -1,6 +1,9 @@
-"""Every CIFAR-10 config follows Table 1, and every CIFAR smoke config runs end to end:
-the experiment job, then --job=evaluate, then --job=report, on the shared CIFAR-10 sample."""
+"""Every CIFAR-10 config follows Table 1, and every standard CIFAR smoke config (and one
+warmup one) runs end to end: the experiment job, then --job=evaluate, then --job=report, on the
+shared CIFAR-10 sample. The low-LR and warmup smoke configs that do not are checked to differ
+from their standard one only in Table 1's hyperparameters."""
 
+import ast
 import glob
 import os
 
@@ -86,6 +89,74 @@ def test_every_cifar_experiment_has_a_smoke_variant():
   assert sorted(f"{e}_smoke.gin" for e in experiments) == [os.path.basename(p) for p in SMOKE]
 
 
+# A low-LR or warmup smoke config is its row's standard smoke config with Table 1's other
+# learning rate and warmup (and fewer baselines or rewind steps, a title, a row name): the
+# same code paths on the same data. The standard ones and resnet20_warmup_instability (the
+# warmup schedule in a whole job) run end to end; every other variant is checked here to
+# differ from its standard config in those bindings only, each a subset where it is a list.
+VARIANT_MAY_DIFFER = {"optimizer.learning_rate", "lr_schedule.warmup", "report.title",
+                      "report.stabilizing_row"}
+VARIANT_SUBSETS = {"imp.baselines_to_run", "imp.rewind_steps", "imp.instability_rewind_steps"}
+END_TO_END_VARIANTS = {"resnet20_warmup_instability_smoke.gin"}
+
+
+def standard_of(path):
+  """The standard smoke config a low-LR or warmup one varies, or None."""
+  name = os.path.basename(path)
+  for row in ("_low_", "_warmup_"):
+    standard = os.path.join(os.path.dirname(path), name.replace(row, "_standard_", 1))
+    if row in name and os.path.exists(standard):
+      return standard
+  return None
+
+
+def runs_end_to_end(path):
+  """Whether the suite runs this smoke config end to end (else test_smoke_variants...)."""
+  return standard_of(path) is None or os.path.basename(path) in END_TO_END_VARIANTS
+
+
+def _all_bindings(path):
+  """{`configurable.parameter`: value text} of every binding the config file makes."""
+  gin.clear_config()
+  config.parse([path])
+  text = gin.config_str(max_line_length=10_000)
+  gin.clear_config()
+  return dict(line.split(" = ", 1) for line in text.splitlines()
+              if line and not line.startswith("#") and " = " in line)
+
+
+VARIANTS = sorted(p for p in glob.glob(os.path.join(CONFIGS, "smoke", "**", "*_smoke.gin"),
+                                       recursive=True) if not runs_end_to_end(p))
+
+
+def test_the_smoke_variants_not_run_end_to_end_are_known():
+  assert sorted(os.path.basename(p) for p in VARIANTS) == [
+      "resnet20_low_imp_smoke.gin", "resnet20_low_instability_smoke.gin",
+      "resnet20_low_stability_smoke.gin", "resnet20_warmup_imp_smoke.gin",
+      "resnet20_warmup_stability_smoke.gin", "vgg16_low_imp_smoke.gin",
+      "vgg16_low_instability_smoke.gin", "vgg16_warmup_imp_smoke.gin",
+      "vgg16_warmup_instability_smoke.gin", "vgg19_low_stability_smoke.gin",
+      "vgg19_warmup_stability_smoke.gin"]
+
+
+@pytest.mark.parametrize("path", VARIANTS, ids=os.path.basename)
+def test_smoke_variants_differ_from_their_standard_config_only_in_hyperparameters(path):
+  variant, standard = _all_bindings(path), _all_bindings(standard_of(path))
+  differ = {k for k in variant.keys() | standard.keys() if variant.get(k) != standard.get(k)}
+  assert differ - VARIANT_MAY_DIFFER - VARIANT_SUBSETS == set(), path
+  assert "optimizer.learning_rate" in differ or "lr_schedule.warmup" in differ
+  for key in differ & VARIANT_SUBSETS:
+    assert key in variant and key in standard, key
+    assert set(ast.literal_eval(variant[key])) <= set(ast.literal_eval(standard[key])), key
+  # Its own learning rate and warmup are Table 1's (the smoke configs shorten the warmup).
+  config.parse([path])
+  full = os.path.basename(path).replace("_smoke", "")
+  row = next((r for r in TABLE_1 if full.startswith(r + "_")), None)
+  if row is not None:  # (VGG-19's rows are the Stabilizing paper's: test_stabilizing.py)
+    assert gin.query_parameter("optimizer.learning_rate") == pytest.approx(TABLE_1[row][1])
+  assert (_query("lr_schedule.warmup", "0it") != "0it") == ("_warmup_" in full)
+
+
 def _run(path, model_dir, data, job=None):
   gin.clear_config()
   bindings = [f"cifar10.path = '{data}'"]
@@ -97,7 +168,7 @@ def _run(path, model_dir, data, job=None):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", [p for p in INSTABILITY_AND_IMP_SMOKE
-                                  if "resnet20" in os.path.basename(p)],
+                                  if "resnet20" in os.path.basename(p) and runs_end_to_end(p)],
                          ids=os.path.basename)
 def test_smoke_config_runs_end_to_end(path, tmp_path, cifar10_sample):
   check_smoke_config(path, tmp_path, cifar10_sample)
