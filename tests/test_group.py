@@ -223,6 +223,51 @@ def test_lenet_alphas_in_one_program_equal_one_at_a_time_and_resume(lenet_evalua
   assert _evaluations(grouped) == measured
 
 
+def _interpolation_scalars(model_dir, pair, manifest):
+  """How many interpolation scalars the pair's TensorBoard run holds."""
+  run = layout.tensorboard_run(str(model_dir), layout.tensorboard_pair_name(
+      pair, layout.rewind_width(manifest)))
+  return sum(1 for path in tf.io.gfile.glob(os.path.join(run, "events.*"))
+             for event in tf.compat.v1.train.summary_iterator(path)
+             for value in event.summary.value if value.tag.split("/")[0] == "interpolation")
+
+
+def test_several_pairs_curves_in_one_program_equal_one_at_a_time_and_resume(
+    lenet_evaluated, lenet_grouped, tmp_path, console):
+  """alphas_per_program above a curve's points: the curves of several pairs share a
+  program (here all 4 pairs x 5 alphas, the cap), each bit for bit as measured one alpha at
+  a time and each point in TensorBoard; a point lost in a kill is measured on the rerun."""
+  grouped = tmp_path / "grouped"
+  shutil.copytree(lenet_grouped, grouped)
+  bindings = LENET_BINDINGS + ["evaluate.alphas_per_program = 500"]
+  console()
+  _train(grouped, LENET, bindings, "evaluate")
+  said = console().splitlines()
+  manifest = files.read_json(layout.manifest(str(grouped)))
+  pairs = manifest["pairs"]
+  alphas = files.read_json(layout.metrics(str(grouped), pairs[0]["id"]))["alphas"]
+  assert len(pairs) == 4 and f"evaluate: {4 * len(alphas)} alphas per program" in said
+  assert any("curves of 4 pairs in one program" in line for line in said)
+
+  def curves(model_dir):
+    return [files.read_json(layout.curve(str(model_dir), p["id"])) for p in pairs]
+
+  def metrics(model_dir):
+    return [files.read_json(layout.metrics(str(model_dir), p["id"]))[s]["instability"]
+            for p in pairs for s in ("train", "test")]
+  assert curves(grouped) == curves(lenet_evaluated)
+  assert metrics(grouped) == metrics(lenet_evaluated)
+  assert all(_interpolation_scalars(grouped, p, manifest) == 4 * len(alphas) for p in pairs)
+  curve_path = layout.curve(str(grouped), pairs[1]["id"])
+  curve = files.read_json(curve_path)
+  del curve["points"]["2"]
+  files.write_json_atomic(curve_path, curve)
+  os.remove(layout.metrics(str(grouped), pairs[1]["id"]))
+  _train(grouped, LENET, bindings, "evaluate")
+  assert curves(grouped) == curves(lenet_evaluated)
+  assert metrics(grouped) == metrics(lenet_evaluated)
+
+
 def test_lenet_first_layer_factored_gives_the_curves_to_rounding_and_resumes(
     lenet_alone, lenet_evaluated, tmp_path):
   """evaluate.factor_first_layer: every point to float rounding, the endpoints exactly, and

@@ -39,6 +39,17 @@ class Curve:
       self._saved([index] if index is not None else [])
     return store[key]
 
+  def missing(self):
+    """The grid indices not yet measured."""
+    return [i for i in range(len(self.grid)) if str(i) not in self.points]
+
+  def add(self, points):
+    """{grid index: point} measured elsewhere (several curves' points in one program):
+    kept, written and reported as if measured here."""
+    for i, point in points.items():
+      self.points[str(i)] = point
+    self._saved(list(points))
+
   def _saved(self, indices):
     saved = {"alphas": self.grid, "points": self.points}
     if self.extra:
@@ -51,7 +62,7 @@ class Curve:
   def on_grid(self):
     """Every grid point; the missing ones measured `per_program` at a time (each group of
     points written as soon as it is measured)."""
-    missing = [i for i in range(len(self.grid)) if str(i) not in self.points]
+    missing = self.missing()
     if self._measure_many is None or self._per_program == 1:
       for i in missing:
         self.at(self.grid[i])

@@ -119,6 +119,8 @@ class Sweeper:
           logging.info(f"evaluate: {alphas_per_program} alphas per program, their layer "
                        f"{self.first_layer.name!r} computed from the endpoints' two "
                        "products (factor_first_layer)")
+      if alphas_per_program > 1 and self.first_layer is None:
+        logging.info(f"evaluate: {alphas_per_program} alphas per program")
     self.alphas_per_program = alphas_per_program
     outputs = self.first_layer.outputs if self.first_layer is not None else None
     self.evaluators = {s: evaluate_lib.SplitEvaluator(strategy, self.model, data, s,
@@ -234,6 +236,54 @@ def _name(key):
                    + [f"BN statistics {mode}"])
 
 
+def _point_logger(writer, plan, key):
+  """on_point for a curve of (align, BN mode) `key`: its point i to TensorBoard."""
+  def log_point(i, point):
+    # Step: 1000 alpha (TensorBoard steps are integers): 0 is copy A, 1000 copy B.
+    with writer.as_default(step=summaries.alpha_step(plan.alphas[i])):
+      for split, values in point.items():
+        for what in ("error", "loss"):
+          tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_{what}", values[what],
+                            description=CURVE_DESCRIPTION.format(what=what, split=split))
+  return log_point
+
+
+def _pair_writer(model_dir, manifest, pair):
+  root, prefix = layout.tensorboard_home(model_dir)
+  name = prefix + layout.tensorboard_pair_name(pair, layout.rewind_width(manifest))
+  return name, tf.summary.create_file_writer(files.join(root, name))
+
+
+def sweep_pairs(sweeper, model_dir, manifest, pairs, plan):
+  """The paper's curve (unaligned, BN statistics interpolated) of each of `pairs`, their
+  missing grid points measured together, up to `sweeper.alphas_per_program` networks to a
+  program: when a curve has fewer points than a program holds, the points of several pairs
+  share its passes over the data. Each network is measured as alone (bit for bit; the
+  first layer is not factored across pairs), and each curve is written as `evaluate_pair`
+  writes it, which then finds it complete. A kill loses at most the program in flight."""
+  key = (None, layout.DEFAULT_BN_MODE)
+  curves, finals, writers = [], [], []
+  for pair in pairs:
+    run_a, run_b = pair["copies"]
+    finals.append((sweeper.load(_checkpoint(model_dir, run_a, pair["end_step"])),
+                   sweeper.load(_checkpoint(model_dir, run_b, pair["end_step"]))))
+    _, writer = _pair_writer(model_dir, manifest, pair)
+    writers.append(writer)
+    curves.append(curve_lib.Curve(layout.curve(model_dir, pair["id"]), plan.alphas,
+                                  measure=None, on_point=_point_logger(writer, plan, key)))
+  todo = [(c, i) for c, curve in enumerate(curves) for i in curve.missing()]
+  for start in range(0, len(todo), sweeper.alphas_per_program):
+    chunk = todo[start:start + sweeper.alphas_per_program]
+    points = [interpolate.interpolate(*finals[c], curves[c].grid[i]) for c, i in chunk]
+    measured = {}
+    for (c, i), point in zip(chunk, sweeper.measure_many(points)):
+      measured.setdefault(c, {})[i] = point
+    for c, new in measured.items():
+      curves[c].add(new)
+  for writer in writers:
+    writer.flush()
+
+
 def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=None,
                   aligner=None, keys=None):
   """Sweeps one pair (and its epochs, for Appendix C) for every (align, BN mode) of `keys`
@@ -245,9 +295,7 @@ def evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn=None, curve_png=N
   """
   keys = list(keys or plan.keys)
   pair_id = pair["id"]
-  root, prefix = layout.tensorboard_home(model_dir)
-  name = prefix + layout.tensorboard_pair_name(pair, layout.rewind_width(manifest))
-  writer = tf.summary.create_file_writer(files.join(root, name))
+  name, writer = _pair_writer(model_dir, manifest, pair)
   summaries.write_hparams(writer, pair_hparams(pair), name)
   run_a, run_b = pair["copies"]
   final_a = sweeper.load(_checkpoint(model_dir, run_a, pair["end_step"]))
@@ -285,16 +333,8 @@ def _evaluate_mode(sweeper, model_dir, manifest, pair, plan, bn, key, finals, ap
   transform = None if mode == layout.DEFAULT_BN_MODE else (
       lambda alpha, weights: bn.weights(mode, alpha, weights))
 
-  def log_point(i, point):
-    # Step: 1000 alpha (TensorBoard steps are integers): 0 is copy A, 1000 copy B.
-    with writer.as_default(step=summaries.alpha_step(plan.alphas[i])):
-      for split, values in point.items():
-        for what in ("error", "loss"):
-          tf.summary.scalar(f"{_tag('interpolation', key)}/{split}_{what}", values[what],
-                            description=CURVE_DESCRIPTION.format(what=what, split=split))
-
   curve = sweeper.curve(*finals, plan.alphas, layout.curve(model_dir, pair_id, None, mode, align),
-                        log_point, transform)
+                        _point_logger(writer, plan, key), transform)
   points = curve.on_grid()
   metrics = {key: pair[key] for key in ("id", "variant", "rewind_step", "init_seed", "pair")}
   if mode != layout.DEFAULT_BN_MODE:

@@ -134,7 +134,12 @@ def _pair_line(results, splits):
 
 def _evaluate_ready_pairs(sweeper, bn, aligner, model_dir, manifest, metrics, plan, chief):
   """One pass over the manifest: every pair, alignment and BN mode not yet in `metrics`
-  that can be, is. `metrics` is {(align, mode): {pair id: metrics}}."""
+  that can be, is. `metrics` is {(align, mode): {pair id: metrics}}.
+
+  When a program holds the points of several curves (alphas_per_program at least twice the
+  grid), the paper's curves of the pairs to do are first swept that many pairs at a time
+  (evaluator.sweep_pairs); each pair is then finished as alone, its curve found complete."""
+  todo = []
   for pair in manifest["pairs"]:
     missing = []
     for key in plan.keys:
@@ -145,8 +150,23 @@ def _evaluate_ready_pairs(sweeper, bn, aligner, model_dir, manifest, metrics, pl
         metrics[key][pair["id"]] = saved
       else:
         missing.append(key)
-    if not missing or not _ready(model_dir, pair):
-      continue
+    if missing and _ready(model_dir, pair):
+      todo.append((pair, missing))
+  pairs_per_program = sweeper.alphas_per_program // len(plan.alphas)
+  paper = (None, layout.DEFAULT_BN_MODE)
+  together = [pair for pair, missing in todo if paper in missing]
+  if pairs_per_program > 1 and len(together) > 1:
+    for start in range(0, len(together), pairs_per_program):
+      chunk = together[start:start + pairs_per_program]
+      tic = time.time()
+      try:
+        evaluator.sweep_pairs(sweeper, model_dir, manifest, chunk, plan)
+      except checkpoints.UnreadableCheckpointError:
+        continue  # each of them is tried alone below, which reports it
+      logging.info(f"[{start + len(chunk)}/{len(together)}] curves of {len(chunk)} pairs "
+                   f"in one program: {', '.join(p['id'] for p in chunk)} "
+                   f"({time.time() - tic:.1f} s)")
+  for pair, missing in todo:
     tic = time.time()
     try:
       results = evaluator.evaluate_pair(sweeper, model_dir, manifest, pair, plan, bn,
@@ -200,7 +220,10 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
     align_batches: training batches (of bn_batch_size, un-augmented) that activation
       matching compares the copies' activations on.
     alphas_per_program: measure this many alpha of a curve at once, in one program (each
-      batch read once, every interpolated network run on it); the same numbers, sooner.
+      batch read once, every interpolated network run on it); the same numbers, sooner. At
+      twice a curve's points or more, the paper's curves (no alignment, BN statistics
+      interpolated) of that many pairs share a program (not with factor_first_layer, whose
+      program holds one pair's endpoints); capped at the points there are.
     factor_first_layer: with alphas_per_program > 1, compute a dense first layer (LeNet's)
       of a program's networks from the two endpoints' products, u K_A and u K_B, mixed per
       alpha (it is linear in the kernel): the same numbers to float rounding, not bit for
@@ -225,8 +248,12 @@ def evaluate(model_dir, strategy, num_alphas=30, splits=SPLITS, eval_examples=No
       raise errors.ConfigError(f"evaluate.{name}={flag!r} must be True or False")
   manifest = _wait_for_manifest(model_dir, watch, deadline, poll_s)
   data = data_base.get_dataset()
+  # No program holds more networks than the pairs' curves have grid points. A factored
+  # first layer shares one pair's endpoints, so it keeps one pair per program.
+  pairs = 1 if factor_first_layer else max(1, len(manifest["pairs"]))
+  per_program = min(alphas_per_program, len(plan.alphas) * pairs)
   sweeper = evaluator.Sweeper(strategy, data, plan.splits, eval_examples, batch_size,
-                              alphas_per_program, factor_first_layer)
+                              per_program, factor_first_layer)
   if bn_batch_size is None and plan.keys != [(None, layout.DEFAULT_BN_MODE)]:
     bn_batch_size = runner.TrainingHParams().batch_size
   bn = aligner = None
