@@ -163,12 +163,16 @@ class Sweeper:
     return [{split: {k: results[i][k] for k in ("error", "loss")}
              for split, results in by_split.items()} for i in range(len(models))]
 
+  def mixed(self, weights_a, weights_b, alpha):
+    """The plain interpolation at `alpha` (BN variances held at zero beyond the ends)."""
+    weights = interpolate.interpolate(weights_a, weights_b, alpha)
+    return weights if 0.0 <= alpha <= 1.0 else self._valid_statistics(weights)
+
   def curve(self, weights_a, weights_b, alphas, path, on_point=None, transform=None):
     """The `Curve` between two networks; `transform(alpha, weights)` gives the variables a
     point is measured with (a BN mode), the interpolation itself if None."""
     def mixed_at(alpha):
-      weights = interpolate.interpolate(weights_a, weights_b, alpha)
-      return weights if 0.0 <= alpha <= 1.0 else self._valid_statistics(weights)
+      return self.mixed(weights_a, weights_b, alpha)
 
     # A BN mode's transform uses self.model as its scratch: done before any is assigned.
     def weights_at(alpha):
@@ -274,7 +278,7 @@ def sweep_pairs(sweeper, model_dir, manifest, pairs, plan):
   todo = [(c, i) for c, curve in enumerate(curves) for i in curve.missing()]
   for start in range(0, len(todo), sweeper.alphas_per_program):
     chunk = todo[start:start + sweeper.alphas_per_program]
-    points = [interpolate.interpolate(*finals[c], curves[c].grid[i]) for c, i in chunk]
+    points = [sweeper.mixed(*finals[c], curves[c].grid[i]) for c, i in chunk]
     measured = {}
     for (c, i), point in zip(chunk, sweeper.measure_many(points)):
       measured.setdefault(c, {})[i] = point
