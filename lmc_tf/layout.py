@@ -335,11 +335,12 @@ def sub_experiments(experiment_dir):
 NOT_FINGERPRINTED = frozenset({"experiment", "strategy", "train", "instability", "imp",
                                "inits", "evaluate", "report", "sweep"})
 # Parameters of fingerprinted configurables that cannot change what a run computes:
-# logging, checkpoint cadence, loop length, eval batch, XLA, and where ImageNet lives.
+# logging, checkpoint cadence, loop length, programs run at once, eval batch, XLA, and where
+# ImageNet lives.
 NOT_FINGERPRINTED_PARAMS = {
     "training": frozenset({"checkpoint_steps", "checkpoint_every", "log_every",
-                           "steps_per_loop", "steps_per_program", "eval_batch_size",
-                           "jit_compile"}),
+                           "steps_per_loop", "steps_per_program", "programs_at_once",
+                           "eval_batch_size", "jit_compile"}),
     "imagenet": frozenset({"data_dir", "manual_dir"})}
 
 

@@ -105,6 +105,7 @@ def test_an_unprepared_tfds_dataset_is_a_clear_error(tmp_path):
     ("optimizer.learning_rate = 'abc'", "optimizer.learning_rate='abc' must be a number"),
     ("training.steps_per_loop = 'x'", "training.steps_per_loop='x' must be a positive"),
     ("training.steps_per_program = 0", "training.steps_per_program=0 must be a positive"),
+    ("training.programs_at_once = 'two'", "training.programs_at_once='two' must be a positive"),
     ("train.init_seed = 'a'", "train.init_seed='a' must be an integer"),
     ("training.steps = 'soon'", "training.steps='soon' must be an int or look like"),
     ("lr_schedule.drops = ['100ep']", "lr_schedule: warmup='0it' and drops=\\['100ep'\\]"),

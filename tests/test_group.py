@@ -4,6 +4,7 @@ resumes to the weights of an uninterrupted group."""
 
 import os
 import shutil
+import types
 
 import gin
 import numpy as np
@@ -16,6 +17,7 @@ from lmc_tf import files
 from lmc_tf import jobs
 from lmc_tf import layout
 from lmc_tf.experiments import instability
+from lmc_tf.training import group
 from lmc_tf.training import runner
 from tests.conftest import REPO
 
@@ -124,6 +126,27 @@ def test_plan_groups_runs_that_share_a_start_and_a_schedule(tmp_path):
   key = instability.copy_key({"rewind_step": 20, "variant": "standard", "init_seed": 1,
                               "pair": 0}, 1)
   assert key in experiment.step(key).members
+  # With two programs at once, a step trains twice the runs: 2 x 2 to a step.
+  gin.clear_config()
+  config.parse(LENET, LENET_BINDINGS + ["instability.num_pairs = 2",
+                                        "instability.copies_per_program = 2",
+                                        "training.programs_at_once = 2"])
+  experiment = instability.instability(str(tmp_path), None, plan_only=True)
+  gin.clear_config()
+  assert [len(step.members) or 1 for step in experiment.steps] == [2, 4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("runs, at_once, replicas, sizes", [
+    (4, 2, 1, [2, 2]), (3, 2, 1, [2, 1]), (5, 3, 1, [2, 2, 1]), (2, 3, 1, [1, 1]),
+    (4, 1, 1, [4]), (4, 2, 2, [4])])
+def test_a_group_splits_into_programs_of_near_equal_size(runs, at_once, replicas, sizes):
+  strategy = types.SimpleNamespace(num_replicas_in_sync=replicas)
+  trainers = [types.SimpleNamespace(
+      strategy=strategy, step=0, end_step=10,
+      hparams=types.SimpleNamespace(programs_at_once=at_once)) for _ in range(runs)]
+  programs = group.GroupTrainer(trainers).programs()
+  assert [len(p) for p in programs] == sizes
+  assert [t for p in programs for t in p] == trainers  # every run once, in order
 
 
 def test_lenet_copies_in_one_program_equal_each_trained_alone(lenet_alone, lenet_grouped):
@@ -311,17 +334,22 @@ def test_lenet_under_xla_one_program_equals_alone(tmp_path, monkeypatch):
   padded launch), alone or in a group: the weights and train metrics of one step per launch.
   The group of 7 steps per launch is killed mid-group (three of its four runs saved step 30)
   and rerun: its runs resume at different steps, in launches cut elsewhere, and still end
-  bit for bit where they end alone."""
+  bit for bit where they end alone. So does the group as two programs of two runs at once
+  (training.programs_at_once), killed and rerun alike."""
   bindings = LENET_BINDINGS + ["training.jit_compile = True", "instability.rewind_steps = [20]"]
   several = bindings + ["training.steps_per_program = 7"]
   both = several + ["instability.copies_per_program = 4"]
+  # Two programs of two runs, launched at once from two threads (group.GroupTrainer).
+  programs = several + ["instability.copies_per_program = 2", "training.programs_at_once = 2"]
   _train(tmp_path / "alone", LENET, bindings)
   _train(tmp_path / "grouped", LENET, bindings + ["instability.copies_per_program = 4"])
   _train(tmp_path / "several", LENET, several)
   assert len(_kill_mid_group(tmp_path / "both", both, monkeypatch)) == 3
   _train(tmp_path / "both", LENET, both)
+  assert len(_kill_mid_group(tmp_path / "programs", programs, monkeypatch)) == 3
+  _train(tmp_path / "programs", LENET, programs)
   alone = _final_weights(tmp_path / "alone")
-  for other in ("grouped", "several", "both"):
+  for other in ("grouped", "several", "both", "programs"):
     _assert_identical(alone, _final_weights(tmp_path / other))
     _assert_same_results(tmp_path / "alone", tmp_path / other)
 
@@ -329,6 +357,7 @@ def test_lenet_under_xla_one_program_equals_alone(tmp_path, monkeypatch):
 @pytest.mark.parametrize("job, binding", [
     ("instability", "instability.copies_per_program = 0"),
     ("instability", "instability.copies_per_program = 'all'"),
+    ("instability", "training.programs_at_once = 0"),
     ("evaluate", "evaluate.alphas_per_program = 0"),
     ("evaluate", "evaluate.factor_first_layer = 1"),
 ])

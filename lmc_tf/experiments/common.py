@@ -223,6 +223,12 @@ def training_step(run_dir, label, strategy, lineage=None, **trainer_kwargs):
                     strategy)
 
 
+def runs_per_step(copies_per_program, hparams):
+  """How many runs of one start and schedule a step trains together: `copies_per_program`
+  to a program, training.programs_at_once programs at once (group.GroupTrainer)."""
+  return copies_per_program * hparams.programs_at_once
+
+
 def group_step(runs, strategy):
   """A Step.run that trains `runs` in one program (train_group) and says whether it had to
   train any."""

@@ -88,6 +88,7 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
     copies_per_program: train up to this many runs of one start and schedule, of several
       inits, in one program (training/group.py): the parents at a k, a level's runs of one
       variant, and a subnetwork's instability copies. The same runs and results, sooner.
+      With training.programs_at_once = L, L such programs train side by side.
   """
   errors.positive_int(copies_per_program, "imp.copies_per_program")
   _check_report_row()
@@ -125,5 +126,5 @@ def imp(model_dir, strategy, levels=15, rewind_steps=(0,), num_inits=1, init_see
       print("  " + line, flush=True)
     return summary
 
-  experiment = steps_lib.Experiment(imp_plan.steps(runs, copies_per_program), finish)
+  experiment = steps_lib.Experiment(imp_plan.steps(runs), finish)
   return experiment if plan_only else experiment.run()

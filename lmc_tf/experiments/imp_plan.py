@@ -97,7 +97,7 @@ def _add_levels(out, runs, seed, k):
 
 
 def _add_sub_experiment(out, runs, seed, sub):
-  """One subnetwork's instability copies, `runs.copies_per_program` to a step: the steps of
+  """One subnetwork's instability copies, `runs.runs_per_step` to a step: the steps of
   its own instability experiment (runs.sub_experiment), which groups them alike."""
   settings = runs.settings
   # The subnetwork's mask is IMP's at k (or SNIP's at the main k); its W_k is its own
@@ -110,17 +110,18 @@ def _add_sub_experiment(out, runs, seed, sub):
   inner = [instability.copy_key({"rewind_step": sub.rewind_step, "variant": "standard",
                                  "init_seed": sub.init_seed, "pair": pair}, copy)
            for pair in range(settings.instability_pairs) for copy in range(2)]
-  for group in steps_lib.chunks(inner, runs.copies_per_program):
+  for group in steps_lib.chunks(inner, runs.runs_per_step):
     keys = [f"{layout.INSTABILITY}/{sub.name}/{key}" for key in group]
     out.add("+".join(keys), lambda first=group[0]: runs.sub_experiment(seed, sub).step(
                 first).run(), [mask_step, parent_key(sub.init_seed, sub.rewind_step)],
             members=keys if len(keys) > 1 else ())
 
 
-def steps(runs, copies_per_program=1):
+def steps(runs):
   """Every step of the IMP experiment that `runs` (imp_runs.ImpRuns) names, in order; with
-  `copies_per_program` K > 1, runs of one start and schedule of several inits (the parents
-  at a k; a level's runs of one variant) train K to a program."""
+  runs.runs_per_step N > 1, runs of one start and schedule of several inits (the parents
+  at a k; a level's runs of one variant) train N to a step (imp.copies_per_program to a
+  program, training.programs_at_once programs at once)."""
   settings = runs.settings
   out = _Steps()
   for seed in settings.seeds:
@@ -131,4 +132,4 @@ def steps(runs, copies_per_program=1):
         for variant in settings.variants_at(settings.main_step, level):
           sub = layout.SubExperiment(variant, level, settings.run_seed(variant, seed), k)
           _add_sub_experiment(out, runs, seed, sub)
-  return out.grouped(runs, copies_per_program)
+  return out.grouped(runs, runs.runs_per_step)

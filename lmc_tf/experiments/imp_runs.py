@@ -34,6 +34,11 @@ class ImpRuns:
     self._sub_experiments = {}
 
   @property
+  def runs_per_step(self):
+    """Runs of one start and schedule trained together (common.runs_per_step)."""
+    return common.runs_per_step(self.copies_per_program, self.hparams)
+
+  @property
   def scratch(self):
     """A model to read checkpoints into (built once, on first use)."""
     if self._scratch is None:

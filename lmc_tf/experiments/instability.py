@@ -127,12 +127,13 @@ def _copies(manifest):
 
 
 def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_epoch,
-                    copies_per_program=1, **shared):
+                    runs_per_step=1, **shared):
   """The parents' steps, then the copies' steps, which read their parents' W_k.
 
-  With `copies_per_program` K > 1, runs that share a start step and a schedule train K at a
-  time in one program (common.group_step): the parents of several inits, and the copies of
-  one rewind step and variant (of every init). A group's step key joins its runs' keys.
+  With `runs_per_step` (common.runs_per_step) N > 1, runs that share a start step and a
+  schedule train N at a time (common.group_step): the parents of several inits, and the
+  copies of one rewind step and variant (of every init). A group's step key joins its runs'
+  keys.
   """
   width = layout.rewind_width(manifest)
   parents = {}
@@ -168,12 +169,12 @@ def _training_steps(model_dir, manifest, copies, masks, every_epoch, steps_per_e
   strategy = shared["strategy"]
   experiment_steps = [
       _step([(parent_key(seed), (), run) for seed, (_, _, run) in group], strategy)
-      for group in steps_lib.chunks(list(parents.items()), copies_per_program)]
+      for group in steps_lib.chunks(list(parents.items()), runs_per_step)]
   step_of = {m: step.key for step in experiment_steps for m in step.members or (step.key,)}
   for members in by_schedule.values():
     experiment_steps += [_step([(key, (step_of[dep],), run) for key, dep, run in group],
                                strategy)
-                         for group in steps_lib.chunks(members, copies_per_program)]
+                         for group in steps_lib.chunks(members, runs_per_step)]
   return experiment_steps
 
 
@@ -207,7 +208,8 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
     copies_per_program: train up to this many runs that share a start and a schedule in one
       compiled program (training/group.py): the parents, and the copies of each rewind step
       and variant. Each run is still its own directory, checkpoints and results, with the
-      weights it would reach alone; only the wall time changes.
+      weights it would reach alone; only the wall time changes. With
+      training.programs_at_once = L, L such programs train side by side: K x L runs a step.
   """
   errors.positive_int(copies_per_program, "instability.copies_per_program")
   data = data_base.get_dataset()
@@ -247,7 +249,8 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
   experiment_steps = _training_steps(model_dir, manifest, copies, masks, every_epoch,
                                      schedule.steps_per_epoch, strategy=strategy, data=data,
                                      hparams=hparams,
-                                     copies_per_program=copies_per_program)
+                                     runs_per_step=common.runs_per_step(copies_per_program,
+                                                                        hparams))
   started = time.time()
 
   def finish():
@@ -258,7 +261,7 @@ def instability(model_dir, strategy, rewind_steps=(0,), num_inits=3, num_pairs=3
         "wall_time_s", 0.0) for run in runs)
     # A run trained in a group counts the group's wall time: the sum counts a group K times.
     shared = " (runs trained together each count their group's time)" if (
-        copies_per_program > 1) else ""
+        common.runs_per_step(copies_per_program, hparams) > 1) else ""
     logging.info(f"Instability runs done in {time.time() - started:.0f} s here, "
                  f"{training:.0f} s of training in all{shared}: "
                  f"{len(manifest['parents'])} parent(s), {len(copies)} copies. "

@@ -31,6 +31,13 @@ class TrainingHParams:
       its own loop. Launching an XLA program costs about as much as a small model's step
       (LeNet), so several steps per launch nearly double its speed; the weights are the same
       bit for bit. 1 launches a program per step.
+    programs_at_once: a group of runs trained together (instability.copies_per_program) is
+      split into this many compiled programs, run at the same time on as many host
+      threads, each with its own share of the runs. An XLA program runs its elementwise
+      work (Adam, activations) on the one thread that launched it, so on a CPU two programs
+      at once keep both cores busy where one program of all the runs leaves one idle. Each
+      run's weights are the same bit for bit; only the wall time changes. One replica only
+      (under several, the programs run one after another).
     eval_batch_size: batch for evaluation on the test set.
     jit_compile: compile the train and eval steps with XLA.
     mixed_precision: None (float32), 'mixed_float16' (GPUs; with dynamic loss scaling) or
@@ -44,6 +51,7 @@ class TrainingHParams:
   log_every: Steps = "1ep"
   steps_per_loop: int = 1000
   steps_per_program: int = 1
+  programs_at_once: int = 1
   eval_batch_size: int = 1000
   jit_compile: bool = False
   mixed_precision: Optional[str] = None
@@ -82,6 +90,7 @@ class Schedule:
     errors.positive_int(hparams.batch_size, "training.batch_size")
     errors.positive_int(hparams.steps_per_loop, "training.steps_per_loop")
     errors.positive_int(hparams.steps_per_program, "training.steps_per_program")
+    errors.positive_int(hparams.programs_at_once, "training.programs_at_once")
     errors.positive_int(hparams.eval_batch_size, "training.eval_batch_size")
     if not isinstance(hparams.jit_compile, bool):
       raise errors.ConfigError(f"training.jit_compile={hparams.jit_compile!r} must be True "
