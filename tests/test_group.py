@@ -346,7 +346,8 @@ def test_lenet_under_xla_one_program_equals_alone(tmp_path, monkeypatch):
   _train(tmp_path / "several", LENET, several)
   assert len(_kill_mid_group(tmp_path / "both", both, monkeypatch)) == 3
   _train(tmp_path / "both", LENET, both)
-  assert len(_kill_mid_group(tmp_path / "programs", programs, monkeypatch)) == 3
+  # The other program may save its own step 30 before it stops at its loop's end.
+  assert len(_kill_mid_group(tmp_path / "programs", programs, monkeypatch)) >= 3
   _train(tmp_path / "programs", LENET, programs)
   alone = _final_weights(tmp_path / "alone")
   for other in ("grouped", "several", "both", "programs"):

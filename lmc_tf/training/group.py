@@ -15,8 +15,9 @@ runtime runs a program's elementwise fusions (Adam's update, the activations) on
 another on the thread that launched it, and hands only its matmuls to the intra-op pool; two
 programs at once overlap one's elementwise work with the other's, which on a 2-core CPU
 trains LeNet's copies faster than one program of them all (README, "Many copies in one
-program: on this CPU"). The host's work after each loop (checks, checkpoints, summaries)
-stays on the main thread, run by run, in the same order.
+program: on this CPU"). Each program's thread also does its runs' host work (checks,
+checkpoints, summaries after each loop, and the final evaluation), so that one program's
+host work overlaps the other's steps; the programs are traced one after another first.
 
 Each run's ops are the ones it runs alone, on its own inputs, so its weights after a group are
 the weights it reaches alone (tests/test_group.py: bit for bit on CPU). Every run keeps its
@@ -26,6 +27,7 @@ know it trained in a group.
 """
 
 from concurrent import futures
+import threading
 import time
 
 from absl import logging
@@ -74,72 +76,81 @@ class GroupTrainer:
       bounds.append(bounds[-1] + size + (p < extra))
     return [self.trainers[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
 
-  def _make_loop(self, programs=None):
-    """loop(iterators, num_steps) -> [K, 2] totals, as runner.compiled_loop, of the whole
-    group: its `programs` (self.programs()) launched together, each from its own thread."""
-    programs = programs or self.programs()
-    if len(programs) == 1:
-      return runner.compiled_loop(self.trainers)
-    return _ProgramsAtOnce([runner.compiled_loop(runs) for runs in programs],
-                           [len(runs) for runs in programs])
+  def _make_loop(self):
+    """loop(iterators, num_steps) -> [K, 2] totals of the whole group in one program."""
+    return runner.compiled_loop(self.trainers)
 
   def train(self):
     """Trains every run to the end; returns each run's results, as Trainer.train does."""
     trainers = self.trainers
     start, end = self.step, trainers[0].end_step
-    progress = progress_lib.Progress(end, start)
-    metrics = [{} for _ in trainers]
-    if start < end:
-      lengths = runner.loop_lengths(trainers)
-      iterators = tuple(t.start_training(lengths) for t in trainers)
-      programs = self.programs()
-      loop = self._make_loop(programs)
-      started = time.time()
-      sizes = "+".join(str(len(runs)) for runs in programs)
-      where = ("in one program" if len(programs) == 1 else
-               f"in {len(programs)} programs at once ({sizes} runs)")
-      logging.info(f"Training {len(trainers)} runs {where}, steps {start}-{end}")
-      try:
-        for n in lengths:
-          totals = np.asarray(loop(iterators, tf.constant(n, tf.int64)))
-          metrics = [t.after_loop(n, float(loss), float(hits))
-                     for t, (loss, hits) in zip(trainers, totals)]
-          step = self.step
-          if step % trainers[0].schedule.log_every == 0 or step == end:
-            progress.report(step, {
-                f"mean of {len(trainers)} runs: loss": sum(m["loss"] for m in metrics) /
-                len(metrics), "accuracy": sum(m["accuracy"] for m in metrics) / len(metrics)})
-      finally:
-        if isinstance(loop, _ProgramsAtOnce):
-          loop.close()
-      logging.info(f"Trained {len(trainers)} runs, steps {start}-{end}, in "
-                   f"{time.time() - started:.1f} s")
-    return [t.finish(m) for t, m in zip(trainers, metrics)]
+    if start >= end:
+      return [t.finish({}) for t in trainers]
+    lengths = runner.loop_lengths(trainers)
+    programs = self.programs()
+    iterators = [t.start_training(lengths) for t in trainers]
+    parts, first = [], 0
+    for runs in programs:
+      parts.append(tuple(iterators[first:first + len(runs)]))
+      first += len(runs)
+    loops = [runner.compiled_loop(runs) for runs in programs]
+    started = time.time()
+    sizes = "+".join(str(len(runs)) for runs in programs)
+    where = ("in one program" if len(programs) == 1 else
+             f"in {len(programs)} programs at once ({sizes} runs)")
+    logging.info(f"Training {len(trainers)} runs {where}, steps {start}-{end}")
+    if len(programs) == 1:
+      results = self._train_program("", trainers, loops[0], parts[0], lengths)
+    else:
+      results = self._train_at_once(programs, loops, parts, lengths)
+    logging.info(f"Trained {len(trainers)} runs, steps {start}-{end}, in "
+                 f"{time.time() - started:.1f} s")
+    return results
 
-
-class _ProgramsAtOnce:
-  """loop(iterators, num_steps) of several compiled loops (runner.compiled_loop), each of
-  `sizes[i]` runs, launched together from their own threads; their totals in run order."""
-
-  def __init__(self, loops, sizes):
-    self.loops, self.sizes = loops, sizes
-    self.pool = futures.ThreadPoolExecutor(len(loops), thread_name_prefix="lmc_tf_program")
-    self.traced = False
-
-  def __call__(self, iterators, num_steps):
-    parts, start = [], 0
-    for size in self.sizes:
-      parts.append(tuple(iterators[start:start + size]))
-      start += size
-    if not self.traced:
+  def _train_at_once(self, programs, loops, parts, lengths):
+    """Each program's loops, host work and final evaluation on its own thread; the results
+    in run order. An error in one program stops the others at the end of their current
+    loop (each run's last checkpoint stands, so a rerun resumes), then is raised here."""
+    num_steps = tf.constant(lengths[0], tf.int64)
+    for loop, its in zip(loops, parts):
       # Traced one after another, here: Keras and tf.function tracing share Python state.
-      for loop, its in zip(self.loops, parts):
-        loop.get_concrete_function(its, num_steps)
-      self.traced = True
-    running = [self.pool.submit(lambda f=loop, i=its: f(i, num_steps).numpy())
-               for loop, its in zip(self.loops, parts)]
-    futures.wait(running)  # every program has stopped before an error of one is raised
-    return np.concatenate([r.result() for r in running], axis=0)
+      loop.get_concrete_function(its, num_steps)
+    stop = threading.Event()
 
-  def close(self):
-    self.pool.shutdown(wait=True)
+    def train(p):
+      try:
+        return self._train_program(f"program {p + 1}/{len(programs)}, ", programs[p],
+                                   loops[p], parts[p], lengths, stop)
+      except BaseException:
+        stop.set()
+        raise
+    with futures.ThreadPoolExecutor(len(programs), "lmc_tf_program") as pool:
+      running = [pool.submit(train, p) for p in range(len(programs))]
+      futures.wait(running)
+    errors = [r.exception() for r in running if r.exception() is not None]
+    real = [e for e in errors if not isinstance(e, _Stopped)]
+    if real or errors:
+      raise (real or errors)[0]
+    return [summary for r in running for summary in r.result()]
+
+  def _train_program(self, label, runs, loop, iterators, lengths, stop=None):
+    """Trains `runs` (one program's) by `loop` through `lengths`; returns their results."""
+    end = runs[0].end_step
+    progress = progress_lib.Progress(end, runs[0].step)
+    metrics = [{} for _ in runs]
+    for n in lengths:
+      if stop is not None and stop.is_set():
+        raise _Stopped()
+      totals = np.asarray(loop(iterators, tf.constant(n, tf.int64)))
+      metrics = [t.after_loop(n, float(loss), float(hits))
+                 for t, (loss, hits) in zip(runs, totals)]
+      step = runs[0].step
+      if step % runs[0].schedule.log_every == 0 or step == end:
+        progress.report(step, {
+            f"{label}mean of {len(runs)} runs: loss": sum(m["loss"] for m in metrics) /
+            len(metrics), "accuracy": sum(m["accuracy"] for m in metrics) / len(metrics)})
+    return [t.finish(m) for t, m in zip(runs, metrics)]
+
+
+class _Stopped(Exception):
+  """A program stopped because another program of its group failed."""
