@@ -1,10 +1,12 @@
 """Benchmarks of many runs in one program (throughput.py --copies): K copies trained by one
 `group.GroupTrainer` loop, and the 30-alpha sweep measured M alphas per program."""
 
+from concurrent import futures
 import os
 import tempfile
 import time
 
+import numpy as np
 import tensorflow as tf
 
 from lmc_tf import distribute
@@ -15,14 +17,16 @@ from lmc_tf.training import runner
 
 
 def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, reps, density,
-                      mixed_precision, augment, workdir, copies, steps_per_program=1):
-  """`copies` Trainers (data-order seeds 1..K) in one GroupTrainer loop; one rep = one loop
-  call of `steps` steps of every copy. Images/s count every copy's images."""
+                      mixed_precision, augment, workdir, copies, steps_per_program=1,
+                      programs_at_once=1):
+  """`copies` Trainers (data-order seeds 1..K) in one GroupTrainer loop, or K x L of them
+  as L programs launched together (`programs_at_once`); one rep = one loop call of `steps`
+  steps of every copy. Images/s count every copy's images."""
   lengths = throughput.loop_lengths(steps, reps)
   throughput.bind(model_name, data_bindings, sum(lengths), jit, mixed_precision, augment,
-                  steps_per_program)
+                  steps_per_program, programs_at_once)
   trainers = []
-  for c in range(copies):
+  for c in range(copies * programs_at_once):
     model_dir = tempfile.mkdtemp(prefix=f"group_{model_name}_{c}_", dir=workdir)
     trainer = runner.Trainer(model_dir, data=data, init_seed=c, data_order_seed=c + 1,
                              augmentation_seed=c + 1)
@@ -30,14 +34,28 @@ def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, r
     trainers.append(trainer)
   grouped = group.GroupTrainer(trainers)
   iterators = tuple(t.start_training(lengths) for t in trainers)
-  loop = grouped._make_loop()  # pylint: disable=protected-access
   batch = trainers[0].hparams.batch_size
+  programs = grouped.programs()
+  if len(programs) == 1:
+    loops = [(grouped._make_loop(), iterators)]  # pylint: disable=protected-access
+  else:
+    # As GroupTrainer.train launches them: each program's loop from its own thread.
+    loops, first = [], 0
+    for runs in programs:
+      loops.append((runner.compiled_loop(runs), iterators[first:first + len(runs)]))
+      first += len(runs)
+    for loop, its in loops:
+      loop.get_concrete_function(its, tf.constant(1, tf.int64))
+  pool = futures.ThreadPoolExecutor(len(loops))
 
   def run(n):
-    totals = loop(iterators, tf.constant(n, tf.int64)).numpy()  # waits for the loop
+    running = [pool.submit(lambda f=loop, i=its: f(i, tf.constant(n, tf.int64)).numpy())
+               for loop, its in loops]
+    totals = np.concatenate([r.result() for r in running])  # waits for every loop
     return float(totals[:, 0].mean()) / (n * batch)
 
-  info = {"model": model_name, "copies": copies, "batch": batch, "steps_per_rep": steps,
+  info = {"model": model_name, "copies": copies * programs_at_once,
+          "programs": len(programs), "batch": batch, "steps_per_rep": steps,
           "jit": bool(jit), "xla_used": trainers[0]._use_xla(),  # pylint: disable=protected-access
           "steps_per_program": trainers[0].steps_per_program,
           "mixed_precision": mixed_precision, "num_train": data.num_train}
@@ -45,14 +63,15 @@ def group_train_bench(throughput, model_name, data, data_bindings, jit, steps, r
   run(1)
   info["first_step_s"] = round(time.perf_counter() - tic, 2)
   run(steps)
-  items = copies * steps * batch
+  items = len(trainers) * steps * batch
 
   def rep(_):
     tic = time.perf_counter()
     loss = run(steps)
     return {"sec": time.perf_counter() - tic, "items": items, "loss": loss}
 
-  return throughput.Bench(f"train/{model_name} K={copies}", jit, info, rep)
+  at_once = "" if programs_at_once == 1 else f" L={programs_at_once}"
+  return throughput.Bench(f"train/{model_name} K={copies}{at_once}", jit, info, rep)
 
 
 def group_sweep_bench(throughput, model_name, data, data_bindings, density, workdir,

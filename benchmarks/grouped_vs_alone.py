@@ -1,11 +1,11 @@
 r"""An instability experiment grouped as its config binds it, against one run at a time.
 
 Runs the config's `instability` and `evaluate` jobs, each from an empty directory, one
-after the other: as the config binds them (copies, steps and alphas per program, the
-factored first layer), then one at a time (those four set to 1 / False) for init 0 only,
-whose runs and pairs are the same work as each other init's; then training once more one
-copy at a time but with the config's steps per program, which is what grouping the copies
-adds on its own. It prints the wall time of each job, the one-at-a-time times scaled by the
+after the other: as the config binds them (copies, steps and alphas per program, programs
+at once, the factored first layer), then one at a time (those five set to 1 / False) for
+init 0 only, whose runs and pairs are the same work as each other init's; then training
+once more one copy at a time but with the config's steps per program, which is what
+grouping the copies adds on its own. It prints the wall time of each job, the one-at-a-time times scaled by the
 number of inits, and the gains; and checks init 0 between the directories: every run's
 final weights and metrics bit for bit, every curve point's error and loss, every pair's
 instability. The README's full-experiment table
@@ -31,11 +31,11 @@ sys.path.insert(0, REPO)
 from lmc_tf import files  # noqa: E402  pylint: disable=g-import-not-at-top
 from lmc_tf import layout  # noqa: E402  pylint: disable=g-import-not-at-top
 
-ONE_AT_A_TIME = ["instability.copies_per_program = 1", "training.steps_per_program = 1",
-                 "evaluate.alphas_per_program = 1", "evaluate.factor_first_layer = False",
-                 "instability.num_inits = 1"]
+ONE_AT_A_TIME = ["instability.copies_per_program = 1", "training.programs_at_once = 1",
+                 "training.steps_per_program = 1", "evaluate.alphas_per_program = 1",
+                 "evaluate.factor_first_layer = False", "instability.num_inits = 1"]
 # One copy per program, but the config's steps per program: what grouping copies adds alone.
-ALONE_IN_LOOPS = [b for b in ONE_AT_A_TIME if not b.startswith("training.")]
+ALONE_IN_LOOPS = [b for b in ONE_AT_A_TIME if not b.startswith("training.steps_per_program")]
 
 
 def run_job(gin_file, model_dir, job, bindings):

@@ -15,6 +15,8 @@ What it times, on synthetic uint8 data handed to lmc_tf as a `data.base.ImageDat
 With --copies=1,2,6,9 (benchmarks/group_bench.py), also for every model and K:
   train/<model> K=<K>   aggregate images/s of K copies in one `group.GroupTrainer` loop
                         (instability.copies_per_program = K), every copy's images counted;
+                        with --programs_at_once=2, also "K=<K> L=2": 2 programs of K copies
+                        launched together from two threads (training.programs_at_once);
   sweep30/<model> M=<K> seconds for a whole 30-alpha sweep over 10,000 test images,
                         measured K alphas per program (evaluate.alphas_per_program = K);
                         with --factor_first_layer, LeNet's also with its first layer
@@ -164,7 +166,7 @@ def supports_mixed_precision():
 
 
 def bind(model_name, data_bindings, total_steps=1, jit=False, mixed_precision=None,
-         augment=True, steps_per_program=1):
+         augment=True, steps_per_program=1, programs_at_once=1):
   """gin: the model's Table 1 row on the synthetic files, with `total_steps` of training."""
   spec = MODELS[model_name]
   bindings = [
@@ -176,6 +178,7 @@ def bind(model_name, data_bindings, total_steps=1, jit=False, mixed_precision=No
       f"training.eval_batch_size = {EVAL_BATCH}",
       f"training.jit_compile = {bool(jit)}",
       f"training.steps_per_program = {int(steps_per_program)}",
+      f"training.programs_at_once = {int(programs_at_once)}",
   ]
   if spec["dataset"] == "cifar10":
     bindings.append(f"cifar10.augment = {bool(augment)}")
@@ -522,6 +525,10 @@ def parse_args(argv=None):
   p.add_argument("--steps_per_program", default="1",
                  help="comma-separated S: train rows with S steps per XLA launch "
                       "(training.steps_per_program; jit on only), e.g. 1,100")
+  p.add_argument("--programs_at_once", default="1",
+                 help="comma-separated L: with --copies, train rows of L programs of K copies "
+                      "each launched together (training.programs_at_once), named "
+                      "'... K=<K> L=<L>', every one of the K x L copies' images counted")
   p.add_argument("--factor_first_layer", action="store_true",
                  help="also time each sweep30 row with evaluate.factor_first_layer (models "
                       "whose first layer is dense: LeNet), named '... factored'")
@@ -548,6 +555,7 @@ def main(argv=None):
   measure = set(args.measure.split(","))
   copies = [int(k) for k in args.copies.split(",") if k]
   per_program = [int(s) for s in args.steps_per_program.split(",") if s] or [1]
+  at_once = [int(n) for n in args.programs_at_once.split(",") if n] or [1]
   this = sys.modules[__name__]
   compiles = {"both": [False, True], "on": [True], "off": [False]}[args.torch_compile]
 
@@ -599,11 +607,11 @@ def main(argv=None):
         reps[f"sweep/{m}"] = args.sweep_reps
       for k in copies:
         if "train" in measure:
-          for jit, s in variants:
-            name = f"train/{m} K={k}{suffix(s)}"
-            add(name, lambda jit=jit, k=k, s=s: group_bench.group_train_bench(
+          for (jit, s), n in ((v, n) for v in variants for n in at_once):
+            name = f"train/{m} K={k}{'' if n == 1 else f' L={n}'}{suffix(s)}"
+            add(name, lambda jit=jit, k=k, s=s, n=n: group_bench.group_train_bench(
                 this, m, data, data_bindings, jit, steps, args.reps, args.density,
-                args.mixed_precision, args.augment, workdir, k, s))
+                args.mixed_precision, args.augment, workdir, k, s, n))
             reps[name] = args.reps
         if "sweep" in measure:
           add(f"sweep30/{m} M={k}", lambda k=k: group_bench.group_sweep_bench(
