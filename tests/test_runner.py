@@ -173,3 +173,54 @@ def test_a_finished_run_leaves_no_traced_graph_alive(tmp_path, bind):
   _run(tmp_path / "b", bind)
   _run(tmp_path / "c", bind)
   assert graphs() == before
+
+
+@pytest.mark.parametrize("bindings", [[], ["training.jit_compile = True",
+                                           "training.steps_per_program = 7"]],
+                         ids=["graph", "xla"])
+def test_a_run_that_reuses_a_finished_runs_build_trains_bit_for_bit_as_a_fresh_one(
+    tmp_path, bind, monkeypatch, bindings):
+  """The instability job's runs hand their model, optimizer and traced loop on to the next
+  run of the same build (runner.BUILDS): a copy that takes them from its parent is reset to a
+  fresh build's values (its init, masks, zero slots) and ends with the weights, slots and
+  metrics of the same copy built afresh, without building or tracing again."""
+  from lmc_tf import distribute  # pylint: disable=g-import-not-at-top
+  from lmc_tf.data import base as data_base  # pylint: disable=g-import-not-at-top
+  from lmc_tf.experiments import common  # pylint: disable=g-import-not-at-top
+
+  bind("training.checkpoint_steps = [20]", *bindings)
+  built, traced = [], []
+  monkeypatch.setattr(runner, "_Build", _counting(runner._Build, built))
+  monkeypatch.setattr(runner, "_compiled_loop", _counting(runner._compiled_loop, traced))
+  shared = dict(strategy=distribute.get_strategy(), data=data_base.get_dataset(),
+                hparams=runner.TrainingHParams())
+  runner.BUILDS.clear()
+  masks = {"dense_0": np.random.RandomState(0).rand(784, 32) > 0.5}
+
+  def train(name, **kwargs):
+    run_dir = str(tmp_path / name)
+    return common.train_run(run_dir, name, **shared, **kwargs), _final(run_dir)
+
+  train("parent", init_seed=1, end_step=20)
+  start = dict(init_seed=3, data_order_seed=4, augmentation_seed=5, masks=masks,
+               start_from=str(tmp_path / "parent" / "checkpoints" / "ckpt-20"), start_step=20)
+  reused, reused_weights = train("copy", **start)
+  assert (len(built), len(traced)) == (1, 2)  # the copy's masks are not all ones: its own loop
+  again, _ = train("copy_again", **{**start, "data_order_seed": 6})
+  assert (len(built), len(traced)) == (1, 2)  # the same build and loop once more
+  runner.BUILDS.clear()
+  fresh, fresh_weights = train("fresh_copy", **start)
+  assert len(built) == 2
+  assert reused_weights.keys() == fresh_weights.keys() and len(fresh_weights) > 10
+  for key, value in fresh_weights.items():
+    np.testing.assert_array_equal(reused_weights[key], value, err_msg=key)
+  assert {k: v for k, v in reused.items() if k != "wall_time_s"} == {
+      k: v for k, v in fresh.items() if k != "wall_time_s"}
+  assert again["test_loss"] != fresh["test_loss"]
+
+
+def _counting(fn, calls):
+  def counted(*args, **kwargs):
+    calls.append(1)
+    return fn(*args, **kwargs)
+  return counted

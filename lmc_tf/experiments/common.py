@@ -169,6 +169,7 @@ def train_group(runs, strategy):
         if trainers[i].is_chief:
           files.write_json_atomic(layout.summary(runs[i]["run_dir"]), summary)
         results[i] = summary
+        trainers[i].release()  # the next run of the same build reuses its model and loop
   return results
 
 
@@ -177,7 +178,7 @@ def _begun_trainer(strategy, run_dir, label, lineage=None, **trainer_kwargs):
   if lineage is not None:
     trainer_kwargs["events_dir"] = files.join(run_dir, lineage["tensorboard_dir"])
   logging.info(f"{label}: training in {run_dir}")
-  trainer = runner.Trainer(run_dir, strategy=strategy, **trainer_kwargs)
+  trainer = runner.Trainer(run_dir, strategy=strategy, reuse=True, **trainer_kwargs)
   if trainer.is_chief:
     write_operative_config(run_dir, summary_writer=trainer.summary_writer)
     if lineage is not None:

@@ -8,9 +8,11 @@ the data order and augmentation are pure functions of (seed, step) (data/pipelin
 """
 
 import os
+import threading
 import time
 
 from absl import logging
+import gin
 import keras
 import numpy as np
 import tensorflow as tf
@@ -39,6 +41,111 @@ class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or infinite loss or weights; no checkpoint of it was written."""
 
 
+class _Build:
+  """What a Trainer builds and a finished run can hand on (BUILDS): the model, the step
+  counter, the optimizer with its slots, the test-set evaluator, and the optimizer's starting
+  values. `key` is what they depend on: the strategy, the data, the hparams and schedule,
+  the schedule's offset and the gin config (the model, the optimizer, the learning rate)."""
+
+  def __init__(self, key, strategy, data, hparams, schedule, schedule_offset, init_seed):
+    self.key, self.strategy, self.data, self.hparams = key, strategy, data, hparams
+    with strategy.scope(), dtype_policy(hparams.mixed_precision):
+      self.model = self._new_model(init_seed)
+      self.global_step = tf.Variable(
+          0, dtype=tf.int64, trainable=False, name="global_step",
+          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+      self.optimizer = optimizers.make_optimizer(
+          schedule.steps_per_epoch, schedule.total, self.global_step, offset=schedule_offset)
+      if hparams.mixed_precision == "mixed_float16":
+        if not tf.config.list_logical_devices("GPU"):
+          logging.warning("training.mixed_precision='mixed_float16' is for GPUs; float16 convs "
+                          "are far slower than float32 on CPUs (use 'mixed_bfloat16' there)")
+        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
+        self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
+      # Build the slots now, so checkpoints hold the same objects whether or not a step ran.
+      self.optimizer.build(self.model.trainable_variables)
+    self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
+    self.evaluator = evaluate.SplitEvaluator(strategy, self.model, data, "test",
+                                             hparams.eval_batch_size)
+
+  def _new_model(self, init_seed):
+    return registry.build_model(init_seed=init_seed, input_shape=self.data.image_shape,
+                                num_classes=self.data.num_classes)
+
+  def reset(self, init_seed):
+    """Sets every variable to what a fresh build for `init_seed` holds: the model's (weights,
+    masks, BatchNorm statistics, seed states) from a model built for it, the optimizer's to
+    their starting values, the step to 0."""
+    with self.strategy.scope(), dtype_policy(self.hparams.mixed_precision):
+      fresh = self._new_model(init_seed)
+    mine, theirs = self.model.variables, fresh.variables
+    if [tuple(v.shape) for v in mine] != [tuple(v.shape) for v in theirs]:
+      raise ValueError("a reused build's model does not match a fresh one")
+    for v, value in zip(mine, theirs):
+      v.assign(value)
+    for v, value in zip(self.optimizer.variables, self._optimizer_start):
+      v.assign(value)
+    self.global_step.assign(0)
+
+  def train_step(self, images, labels):
+    batch = float(self.hparams.batch_size)
+    with tf.GradientTape() as tape:
+      # Cross-entropy, plus the weighted aux loss for Inception-v3; accuracy is the main head's.
+      losses, logits = registry.per_example_loss(
+          self.model, self.model(images, training=True), labels)
+      # Each replica's share of the global-batch mean; the optimizer sums across replicas.
+      loss = tf.reduce_sum(losses) / batch
+      scaled_loss = self.optimizer.scale_loss(loss)  # the loss itself unless float16
+    variables = self.model.trainable_variables
+    self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
+                      tf.float32)
+    return tf.reduce_sum(losses), tf.reduce_sum(correct)
+
+
+class BuildPool:
+  """The builds of finished runs, for the next runs of the same build (Trainer `reuse`),
+  and the compiled loops traced on them (compiled_loop): a run that reuses a build skips
+  building its model, tracing its train loop and compiling it (XLA). The pool holds one
+  key's builds; a run of another key empties it."""
+
+  def __init__(self):
+    self._lock = threading.Lock()
+    self._key, self._free, self._loops = None, [], {}
+
+  def take(self, key):
+    """A free build of `key`, or None (the caller builds one, and gives it back later)."""
+    with self._lock:
+      if key != self._key:
+        self._key, self._free, self._loops = key, [], {}
+      return self._free.pop(0) if self._free else None
+
+  def give(self, build):
+    with self._lock:
+      if build.key == self._key and build not in self._free:
+        self._free.append(build)
+
+  def loop(self, builds, key, make):
+    """The loop `make()` of `builds` (which hold the pool's key) under `key`: traced once
+    for as long as the pool keeps the key; `make()` itself for other builds."""
+    with self._lock:
+      pooled = all(b.key == self._key for b in builds)
+      if pooled and key in self._loops:
+        return self._loops[key]
+    loop = make()
+    with self._lock:
+      if pooled and all(b.key == self._key for b in builds):
+        self._loops[key] = loop
+    return loop
+
+  def clear(self):
+    with self._lock:
+      self._key, self._free, self._loops = None, [], {}
+
+
+BUILDS = BuildPool()
+
+
 class Trainer:
   """One training run in `model_dir`: build, restore, train, evaluate on the test set.
 
@@ -53,11 +160,16 @@ class Trainer:
     checkpoints/resume/ckpt-<step>  the newest periodic checkpoint, for resuming
     events/                         TensorBoard, unless `events_dir` puts it elsewhere
                                     (an experiment's runs: <experiment>/tensorboard/<name>)
+
+  With `reuse`, the run takes the model, optimizer and step counter of a finished run of the
+  same build (BUILDS) and resets them to the values a fresh build would have; its compiled
+  loop is then the one already traced and compiled on them. `release()` hands them on.
   """
 
   def __init__(self, model_dir, *, init_seed=0, data_order_seed=0, augmentation_seed=0,
                strategy=None, data=None, hparams=None, masks=None, start_from=None,
-               start_step=0, end_step=None, schedule_offset=0, keep_steps=(), events_dir=None):
+               start_step=0, end_step=None, schedule_offset=0, keep_steps=(), events_dir=None,
+               reuse=False):
     self.model_dir = model_dir
     self.events_dir = events_dir or layout.events(model_dir)
     self.clock = progress_lib.WallClock(layout.wall_time(model_dir), write=False)
@@ -81,24 +193,17 @@ class Trainer:
       raise ValueError(f"training.batch_size={self.hparams.batch_size} is not divisible by "
                        f"the {self.strategy.num_replicas_in_sync} replicas")
 
-    with self.strategy.scope(), dtype_policy(self.hparams.mixed_precision):
-      self.model = registry.build_model(init_seed=init_seed,
-                                        input_shape=self.data.image_shape,
-                                        num_classes=self.data.num_classes)
-      self.global_step = tf.Variable(
-          0, dtype=tf.int64, trainable=False, name="global_step",
-          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
-      self.optimizer = optimizers.make_optimizer(
-          self.schedule.steps_per_epoch, self.schedule.total, self.global_step,
-          offset=schedule_offset)
-      if self.hparams.mixed_precision == "mixed_float16":
-        if not tf.config.list_logical_devices("GPU"):
-          logging.warning("training.mixed_precision='mixed_float16' is for GPUs; float16 convs "
-                          "are far slower than float32 on CPUs (use 'mixed_bfloat16' there)")
-        # float16 gradients underflow without loss scaling; bfloat16 has float32's range.
-        self.optimizer = keras.optimizers.LossScaleOptimizer(self.optimizer)
-      # Build the slots now, so checkpoints hold the same objects whether or not a step ran.
-      self.optimizer.build(self.model.trainable_variables)
+    key = (id(self.strategy), id(self.data), self.hparams, self.schedule, int(schedule_offset),
+           gin.config_str())
+    self._reuse = reuse
+    self.build = BUILDS.take(key) if reuse else None
+    if self.build is None:
+      self.build = _Build(key, self.strategy, self.data, self.hparams, self.schedule,
+                          schedule_offset, init_seed)
+    else:
+      self.build.reset(init_seed)
+    self.model, self.optimizer = self.build.model, self.build.optimizer
+    self.global_step = self.build.global_step
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
                                           step=self.global_step)
     write_dir = model_dir if self.is_chief else os.path.join(
@@ -112,8 +217,7 @@ class Trainer:
         checkpoint_name=layout.CHECKPOINT_PREFIX)
     self.summary_writer = (tf.summary.create_file_writer(self.events_dir) if self.is_chief
                            else tf.summary.create_noop_writer())
-    self.evaluator = evaluate.SplitEvaluator(self.strategy, self.model, self.data, "test",
-                                             self.hparams.eval_batch_size)
+    self.evaluator = self.build.evaluator
     self.steps_per_program = self._steps_per_program()
 
   @property
@@ -125,6 +229,12 @@ class Trainer:
     if self._density is None:
       self._density = layers.density(self.model)
     return self._density
+
+  def release(self):
+    """Hands this finished run's build on to the next run of the same build (with `reuse`);
+    the Trainer is not used after it."""
+    if self._reuse:
+      BUILDS.give(self.build)
 
   # -- checkpoints ------------------------------------------------------------------------
 
@@ -201,21 +311,6 @@ class Trainer:
       files.write_json_atomic(path, run_config)
 
   # -- the loop ---------------------------------------------------------------------------
-
-  def _train_step(self, images, labels):
-    batch = float(self.hparams.batch_size)
-    with tf.GradientTape() as tape:
-      # Cross-entropy, plus the weighted aux loss for Inception-v3; accuracy is the main head's.
-      losses, logits = registry.per_example_loss(
-          self.model, self.model(images, training=True), labels)
-      # Each replica's share of the global-batch mean; the optimizer sums across replicas.
-      loss = tf.reduce_sum(losses) / batch
-      scaled_loss = self.optimizer.scale_loss(loss)  # the loss itself unless float16
-    variables = self.model.trainable_variables
-    self.optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
-    correct = tf.cast(tf.equal(tf.argmax(logits, -1, output_type=labels.dtype), labels),
-                      tf.float32)
-    return tf.reduce_sum(losses), tf.reduce_sum(correct)
 
   def _use_xla(self):
     if not self.hparams.jit_compile:
@@ -368,30 +463,41 @@ def compiled_loop(trainers):
   order of the sums are the same either way, so the weights are too (tests/test_group.py).
   """
   first = trainers[0]
-  strategy = first.strategy
-  per_program = first.steps_per_program
+  builds = [t.build for t in trainers]
   # A run's masks are fixed once it begins, so a mask of all ones (every unpruned run's) stays
   # so for the loop's life: its multiply is left out of the trace (layers.full_masks_skipped).
   full = [layers.full_masks(t.model) for t in trainers]
+  if not all(t._reuse for t in trainers):  # pylint: disable=protected-access
+    return _compiled_loop(builds, full, first.strategy, first.steps_per_program,
+                          first._use_xla())  # pylint: disable=protected-access
+  key = (tuple(id(b) for b in builds), tuple(tuple(id(l) for l in f) for f in full),
+         first.steps_per_program, first._use_xla())  # pylint: disable=protected-access
+  return BUILDS.loop(builds, key, lambda: _compiled_loop(
+      builds, full, first.strategy, first.steps_per_program, first._use_xla()))  # pylint: disable=protected-access
+
+
+def _compiled_loop(builds, full, strategy, per_program, use_xla):
+  """compiled_loop of the runs of `builds`; it holds the builds, not the Trainers, so the
+  loop of reused builds serves every run that takes them."""
 
   def step(batches):
     per_run = []
-    for t, skipped, (images, labels) in zip(trainers, full, batches):
+    for b, skipped, (images, labels) in zip(builds, full, batches):
       with layers.full_masks_skipped(skipped):
-        per_run.append(tf.stack(t._train_step(images, labels)))  # pylint: disable=protected-access
+        per_run.append(tf.stack(b.train_step(images, labels)))
     return tf.stack(per_run)
 
   if per_program == 1:
-    step_fn = (tf.function(lambda *b: step(b), jit_compile=True)
-               if first._use_xla() else lambda *b: step(b))  # pylint: disable=protected-access
+    step_fn = (tf.function(lambda *b: step(b), jit_compile=True) if use_xla
+               else lambda *b: step(b))
 
     @tf.function
     def loop(iterators, num_steps):
-      totals = tf.zeros([len(trainers), 2])
+      totals = tf.zeros([len(builds), 2])
       for _ in tf.range(num_steps):
         per_run = strategy.run(step_fn, args=tuple(next(it) for it in iterators))
-        for t in trainers:
-          t.global_step.assign_add(1)
+        for b in builds:
+          b.global_step.assign_add(1)
         totals += strategy.reduce("SUM", per_run, axis=None)
       return totals
     return loop
@@ -400,8 +506,8 @@ def compiled_loop(trainers):
   def program(chunks, count, totals):
     for i in tf.range(count):
       per_run = step(tuple((images[i], labels[i]) for images, labels in chunks))
-      for t in trainers:
-        t.global_step.assign_add(1)
+      for b in builds:
+        b.global_step.assign_add(1)
       totals += per_run
     return totals
 
@@ -409,7 +515,7 @@ def compiled_loop(trainers):
   def chunked_loop(iterators, num_steps):
     # Each iterator yields chunks of `per_program` steps (data.train_chunks), cut at the
     # ends of the loops, so a loop of num_steps takes whole chunks.
-    totals = tf.zeros([len(trainers), 2])
+    totals = tf.zeros([len(builds), 2])
     done = tf.constant(0, tf.int64)
     while done < num_steps:
       chunks = tuple(next(it) for it in iterators)
