@@ -18,6 +18,8 @@ trains LeNet's copies faster than one program of them all (README, "Many copies 
 program: on this CPU"). Each program's thread also does its runs' host work (checks,
 checkpoints, summaries after each loop, and the final evaluation), so that one program's
 host work overlaps the other's steps; the programs are traced one after another first.
+The jobs' runs reuse finished runs' builds (runner.BUILDS), so a program of builds that
+already trained together is not traced or compiled again.
 
 Each run's ops are the ones it runs alone, on its own inputs, so its weights after a group are
 the weights it reaches alone (tests/test_group.py: bit for bit on CPU). Every run keeps its
