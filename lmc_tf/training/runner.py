@@ -467,13 +467,13 @@ def compiled_loop(trainers):
   # A run's masks are fixed once it begins, so a mask of all ones (every unpruned run's) stays
   # so for the loop's life: its multiply is left out of the trace (layers.full_masks_skipped).
   full = [layers.full_masks(t.model) for t in trainers]
+  use_xla = first._use_xla()  # pylint: disable=protected-access
+  make = lambda: _compiled_loop(builds, full, first.strategy, first.steps_per_program, use_xla)
   if not all(t._reuse for t in trainers):  # pylint: disable=protected-access
-    return _compiled_loop(builds, full, first.strategy, first.steps_per_program,
-                          first._use_xla())  # pylint: disable=protected-access
+    return make()
   key = (tuple(id(b) for b in builds), tuple(tuple(id(l) for l in f) for f in full),
-         first.steps_per_program, first._use_xla())  # pylint: disable=protected-access
-  return BUILDS.loop(builds, key, lambda: _compiled_loop(
-      builds, full, first.strategy, first.steps_per_program, first._use_xla()))  # pylint: disable=protected-access
+         first.steps_per_program, use_xla)
+  return BUILDS.loop(builds, key, make)
 
 
 def _compiled_loop(builds, full, strategy, per_program, use_xla):
