@@ -183,7 +183,9 @@ def test_a_run_that_reuses_a_finished_runs_build_trains_bit_for_bit_as_a_fresh_o
   """The instability job's runs hand their model, optimizer and traced loop on to the next
   run of the same build (runner.BUILDS): a copy that takes them from its parent is reset to a
   fresh build's values (its init, masks, zero slots) and ends with the weights, slots and
-  metrics of the same copy built afresh, without building or tracing again."""
+  metrics of the same copy built afresh, without building or tracing again; its model values
+  come from its start checkpoint alone (no model is built for it). A second parent that takes
+  the build is reset to its own init's values, and ends as that parent built afresh."""
   from lmc_tf import distribute  # pylint: disable=g-import-not-at-top
   from lmc_tf.data import base as data_base  # pylint: disable=g-import-not-at-top
   from lmc_tf.experiments import common  # pylint: disable=g-import-not-at-top
@@ -192,6 +194,9 @@ def test_a_run_that_reuses_a_finished_runs_build_trains_bit_for_bit_as_a_fresh_o
   built, traced = [], []
   monkeypatch.setattr(runner, "_Build", _counting(runner._Build, built))
   monkeypatch.setattr(runner, "_compiled_loop", _counting(runner._compiled_loop, traced))
+  models = []
+  monkeypatch.setattr(runner.registry, "build_model",
+                      _counting(runner.registry.build_model, models))
   shared = dict(strategy=distribute.get_strategy(), data=data_base.get_dataset(),
                 hparams=runner.TrainingHParams())
   runner.BUILDS.clear()
@@ -205,17 +210,25 @@ def test_a_run_that_reuses_a_finished_runs_build_trains_bit_for_bit_as_a_fresh_o
   start = dict(init_seed=3, data_order_seed=4, augmentation_seed=5, masks=masks,
                start_from=str(tmp_path / "parent" / "checkpoints" / "ckpt-20"), start_step=20)
   reused, reused_weights = train("copy", **start)
-  assert (len(built), len(traced)) == (1, 2)  # the copy's masks are not all ones: its own loop
+  assert (len(built), len(traced), len(models)) == (1, 2, 1)  # its masks: its own loop
   again, _ = train("copy_again", **{**start, "data_order_seed": 6})
-  assert (len(built), len(traced)) == (1, 2)  # the same build and loop once more
+  assert (len(built), len(traced), len(models)) == (1, 2, 1)  # the same build and loop
+  second = dict(init_seed=5, data_order_seed=2, end_step=20)
+  second_parent, second_weights = train("second_parent", **second)
+  assert (len(built), len(traced), len(models)) == (1, 2, 2)  # init 5's model, for its values
   runner.BUILDS.clear()
   fresh, fresh_weights = train("fresh_copy", **start)
-  assert len(built) == 2
-  assert reused_weights.keys() == fresh_weights.keys() and len(fresh_weights) > 10
-  for key, value in fresh_weights.items():
-    np.testing.assert_array_equal(reused_weights[key], value, err_msg=key)
-  assert {k: v for k, v in reused.items() if k != "wall_time_s"} == {
-      k: v for k, v in fresh.items() if k != "wall_time_s"}
+  runner.BUILDS.clear()
+  fresh_second, fresh_second_weights = train("fresh_second_parent", **second)
+  assert len(built) == 3
+  for (mine, mine_weights), (theirs, their_weights) in [
+      ((reused, reused_weights), (fresh, fresh_weights)),
+      ((second_parent, second_weights), (fresh_second, fresh_second_weights))]:
+    assert mine_weights.keys() == their_weights.keys() and len(their_weights) > 10
+    for key, value in their_weights.items():
+      np.testing.assert_array_equal(mine_weights[key], value, err_msg=key)
+    assert {k: v for k, v in mine.items() if k != "wall_time_s"} == {
+        k: v for k, v in theirs.items() if k != "wall_time_s"}
   assert again["test_loss"] != fresh["test_loss"]
 
 

@@ -72,10 +72,16 @@ class _Build:
     return registry.build_model(init_seed=init_seed, input_shape=self.data.image_shape,
                                 num_classes=self.data.num_classes)
 
-  def reset(self, init_seed):
-    """Sets every variable to what a fresh build for `init_seed` holds: the model's (weights,
-    masks, BatchNorm statistics, seed states) from a model built for it, the optimizer's to
-    their starting values, the step to 0."""
+  def reset(self):
+    """Sets the optimizer's variables to their starting values and the step to 0, as in a
+    fresh build; the model's are reset_model's."""
+    for v, value in zip(self.optimizer.variables, self._optimizer_start):
+      v.assign(value)
+    self.global_step.assign(0)
+
+  def reset_model(self, init_seed):
+    """Sets the model's variables (weights, masks, BatchNorm statistics, seed states) to
+    what a fresh build for `init_seed` holds, from a model built for it."""
     with self.strategy.scope(), dtype_policy(self.hparams.mixed_precision):
       fresh = self._new_model(init_seed)
     mine, theirs = self.model.variables, fresh.variables
@@ -83,9 +89,6 @@ class _Build:
       raise ValueError("a reused build's model does not match a fresh one")
     for v, value in zip(mine, theirs):
       v.assign(value)
-    for v, value in zip(self.optimizer.variables, self._optimizer_start):
-      v.assign(value)
-    self.global_step.assign(0)
 
   def train_step(self, images, labels):
     batch = float(self.hparams.batch_size)
@@ -197,11 +200,16 @@ class Trainer:
            gin.config_str())
     self._reuse = reuse
     self.build = BUILDS.take(key) if reuse else None
+    # The init seed a reused build's model values still have to be reset to: begin() does
+    # it, unless it restores a checkpoint, which sets every model variable (a copy's start
+    # W_k, a resumed run's own), so the copies of instability and IMP build no model.
+    self._model_unset = None
     if self.build is None:
       self.build = _Build(key, self.strategy, self.data, self.hparams, self.schedule,
                           schedule_offset, init_seed)
     else:
-      self.build.reset(init_seed)
+      self.build.reset()
+      self._model_unset = int(init_seed)
     self.model, self.optimizer = self.build.model, self.build.optimizer
     self.global_step = self.build.global_step
     self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer,
@@ -258,6 +266,7 @@ class Trainer:
         set_aside.append(path)
         continue
       checkpoints.restore(self.checkpoint, path)
+      self._model_unset = None
       logging.info(f"Resuming from {path} (step {self.step})")
       return self.step
     if set_aside:
@@ -265,6 +274,9 @@ class Trainer:
                       f"{self.start_step}")
     if self.start_from is not None:
       checkpoints.restore(tf.train.Checkpoint(model=self.model), self.start_from)
+    elif self._model_unset is not None:
+      self.build.reset_model(self._model_unset)
+    self._model_unset = None
     if self.masks is not None:
       layers.set_masks(self.model, self.masks)
     self.global_step.assign(self.start_step)
@@ -376,6 +388,8 @@ class Trainer:
   def start_training(self, lengths):
     """The distributed iterator from the current step, for compiled loops of `lengths`
     steps; records run_config.json."""
+    if self._model_unset is not None:
+      raise RuntimeError("a run that reuses a build trains after begin()")
     if sum(lengths) != self.end_step - self.step:
       raise ValueError(f"loops of {sum(lengths)} steps do not reach step {self.end_step} "
                        f"from step {self.step}")
