@@ -210,9 +210,27 @@ def no_graph_optimizer():
   tf.config.optimizer.set_experimental_options(before)
 
 
+# Seconds each of the longest modules took (tools/test.sh, 2-core VM, 2026-12-07); the rest
+# took under 30 s each. tools/test.sh hands modules to the xdist workers in this order
+# (--dist loadscope --no-loadscope-reorder), longest first, so that the short ones even the
+# workers out at the end instead of one long module running alone.
+MODULE_SECONDS = {
+    "test_group": 176, "test_cifar_configs": 113, "test_imagenet_configs": 111,
+    "test_main": 80, "test_cifar_smoke_vgg16": 80, "test_replicas": 65, "test_instability": 60,
+    "test_stabilizing_smoke_resnet": 55, "test_inits": 54, "test_evaluate_modes": 51,
+    "test_faults": 45, "test_data": 35, "test_stabilizing_smoke_vgg": 35,
+    "test_imagenet_models": 31,
+}
+
+
 def pytest_collection_modifyitems(config, items):
   """The Ray sweep test first: its tasks are fresh processes that need memory, and by the end
   of the suite the two long-lived workers hold the most (up to 5 GB each, 12 GB before every
-  traced train loop stopped outliving its run)."""
+  traced train loop stopped outliving its run). Then the longest modules (MODULE_SECONDS);
+  within a module the tests keep their order."""
   del config
-  items.sort(key=lambda item: 0 if item.nodeid.startswith("tests/test_sweep.py") else 1)
+
+  def order(item):
+    module = os.path.splitext(os.path.basename(item.nodeid.split("::")[0]))[0]
+    return (0 if module == "test_sweep" else 1, -MODULE_SECONDS.get(module, 0))
+  items.sort(key=order)

@@ -9,5 +9,8 @@ source tools/ensure_venv.sh
 export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-2}"
 # One worker per core: most of the suite's time is single-threaded graph tracing.
 # --dist loadscope keeps each module on one worker, so its module-scoped fixtures (trained
-# models) are built once. --durations=25 lists the slowest tests; `-m "not slow"` is the fast tier.
-exec .venv/bin/python -m pytest -q -n auto --dist loadscope --durations=25 "$@"
+# models) are built once; --no-loadscope-reorder hands the modules out in the order
+# tests/conftest.py sorts them, the longest first. --durations=25 lists the slowest tests;
+# `-m "not slow"` is the fast tier.
+exec .venv/bin/python -m pytest -q -n auto --dist loadscope --no-loadscope-reorder \
+  --durations=25 "$@"
