@@ -37,15 +37,15 @@ def _train(model_dir, bind, *bindings):
   trainer = runner.Trainer(str(model_dir), init_seed=1, data_order_seed=2,
                            augmentation_seed=3)
   trainer.begin()
-  trainer.start_values = [v.numpy() for v in trainer.model.variables]  # init 1's
+  start = [v.numpy() for v in trainer.model.variables]  # init 1's
   results = trainer.train()
-  return trainer, results
+  return trainer, results, start
 
 
 @pytest.mark.slow
 def test_resnet50_on_four_replicas_matches_one_device(tmp_path, bind):
-  one, one_results = _train(tmp_path / "one", bind, *RESNET50)
-  four, four_results = _train(tmp_path / "four", bind, *RESNET50, *FOUR)
+  one, one_results, start = _train(tmp_path / "one", bind, *RESNET50)
+  four, four_results, four_start = _train(tmp_path / "four", bind, *RESNET50, *FOUR)
   assert one.strategy.num_replicas_in_sync == 1 and four.strategy.num_replicas_in_sync == 4
   # Per-replica batch x replicas = the configured global batch.
   recorded = json.load(open(tmp_path / "four" / layout.RUN_CONFIG))
@@ -55,8 +55,7 @@ def test_resnet50_on_four_replicas_matches_one_device(tmp_path, bind):
   # normalises by the global batch's statistics. One step: the sums run in another order,
   # and at 1/16 width (4-channel stages, channels dead after ReLU, so BatchNorm divides by
   # sqrt(eps)) later steps amplify that rounding chaotically. Updates agree to 1%.
-  start = one.start_values
-  for w0, w0_four in zip(start, four.start_values):
+  for w0, w0_four in zip(start, four_start):
     np.testing.assert_array_equal(w0, w0_four)
   assert len(start) == len(one.model.variables) == len(four.model.variables)
   for w0, a, b in zip(start, one.model.variables, four.model.variables):
