@@ -176,9 +176,17 @@ def test_chunks_read_at_once_are_the_steps_read_one_by_one(small, pipelines, pip
     np.testing.assert_array_equal(y.numpy()[real], want_y.numpy()[real])
     count += int(real.sum())
   assert count == sum(lengths)
-  # The augmentation is in: the chunks differ from the same steps unaugmented.
+  # The augmentation is in: the chunks differ from the same steps unaugmented. Those come
+  # as uint8, for the program to scale: the same floats as the pipeline's, with XLA too.
   plain = next(iter(small.train_chunks(10, 3, 5, 7, lengths, 4, ctx)))[0]
-  assert not np.array_equal(plain.numpy(), next(iter(at_once))[0].numpy())
+  assert plain.dtype == tf.uint8
+  assert not np.array_equal(pipeline.scaled(plain, small).numpy(),
+                            next(iter(at_once))[0].numpy())
+  plain_one_by_one = next(iter(pipeline.in_chunks(
+      pipeline.train_dataset(small, 10, 3, 5, 7, sum(lengths), ctx), lengths, 4)))[0]
+  for scale in (lambda x: pipeline.scaled(x, small),
+                tf.function(lambda x: pipeline.scaled(x, small), jit_compile=True)):
+    np.testing.assert_array_equal(scale(plain).numpy(), plain_one_by_one.numpy())
   two_replicas = tf.distribute.InputContext(num_input_pipelines=1, input_pipeline_id=0,
                                             num_replicas_in_sync=2)
   with pytest.raises(ValueError, match="one replica per input pipeline"):
@@ -200,3 +208,20 @@ def test_steps_in_chunks_never_span_two_loops(small):
     np.testing.assert_array_equal(y, want_y)
   assert all(not x[i].any() and not y[i].any() for x, y, r in chunks for i in range(4)
              if not r[i])
+
+
+def test_unaugmented_chunks_scale_in_the_program_as_the_pipeline_does():
+  """Per-channel standardisation of uint8 chunks, traced and under XLA: the floats of the
+  pipeline's own scaling bit for bit (a traced division by a constant would not be)."""
+  rng = np.random.default_rng(0)
+  data = base.ImageDataset(
+      name="rgb", x_train=rng.integers(0, 256, (40, 4, 4, 3)).astype(np.uint8),
+      y_train=rng.integers(0, 10, 40).astype(np.int32), x_test=np.zeros((1, 4, 4, 3), np.uint8),
+      y_test=np.zeros(1, np.int32), num_classes=10, mean=np.float32([0.49, 0.48, 0.45]),
+      std=np.float32([0.25, 0.24, 0.26]))
+  chunk = next(iter(data.train_chunks(8, 1, 2, 0, [5], 5)))[0]
+  want = next(iter(pipeline.in_chunks(pipeline.train_dataset(data, 8, 1, 2, 0, 5), [5], 5)))[0]
+  assert chunk.dtype == tf.uint8 and want.dtype == tf.float32
+  for jit in (False, True):
+    scale = tf.function(lambda x: pipeline.scaled(x, data), jit_compile=jit)
+    np.testing.assert_array_equal(scale(chunk).numpy(), want.numpy())

@@ -8,6 +8,7 @@ from (augmentation_seed, step, position in the global batch). The init seed play
 
 import os
 
+import numpy as np
 import tensorflow as tf
 
 # Salts keep the order and augmentation streams apart even when the two seeds are equal.
@@ -76,6 +77,29 @@ def _scale(images, data):
   return images
 
 
+def _scale_table(data):
+  """_scale of each uint8 value, per channel: [256, channels], in numpy's float32, which
+  rounds as tf.data's kernels do. (A traced graph or XLA turns the division by a constant
+  into a multiply by its inverse, which rounds 14 % of the values differently.)"""
+  values = np.arange(256, dtype=np.float32)[:, None] / np.float32(255.0)
+  if data.mean is not None:
+    values = (values - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
+  return values
+
+
+def scaled(images, data):
+  """`images` as the network takes them: train_chunks' uint8 images scaled, looked up in
+  _scale_table, so the floats are the pipeline's bit for bit, in any graph or XLA program;
+  float images as they are."""
+  if images.dtype != tf.uint8:
+    return images
+  table = _scale_table(data)
+  index = tf.cast(images, tf.int32)
+  if table.shape[-1] > 1:  # one mean and std per channel (the last axis)
+    index = index * table.shape[-1] + tf.range(table.shape[-1])
+  return tf.gather(tf.constant(table.reshape(-1)), index)
+
+
 def _train_steps(data, batch_size, data_order_seed, start_step, num_steps):
   """(indices [batch_size], step) of every step in [start_step, start_step + num_steps): the
   examples of its global batch, in order."""
@@ -94,11 +118,44 @@ def _train_steps(data, batch_size, data_order_seed, start_step, num_steps):
   return ds.skip(start_step - first_epoch * per_epoch).take(num_steps)
 
 
-def _loader(data, batch_size, augmentation_seed, input_context, augment):
+def _train_step_chunks(data, batch_size, data_order_seed, start_step, lengths, size):
+  """in_chunks(_train_steps(...), lengths, size), an epoch at a time: (indices [size,
+  batch_size], steps [size], real [size]). Each epoch's rows are cut into the chunks'
+  real steps by one rebatch, rather than passed through tf.data step by step (for LeNet's
+  steps that per-step work was half of the input pipeline's, ~5 % of a 2-core CPU)."""
+  n, total = data.num_train, sum(lengths)
+  per_epoch = steps_per_epoch(n, batch_size)
+  first_epoch = start_step // per_epoch
+  last_epoch = (start_step + total - 1) // per_epoch
+  counts = [c for length in lengths
+            for c in [size] * (length // size) + [length % size] * bool(length % size)]
+
+  def epoch_rows(epoch):
+    order = tf.reshape(epoch_order(data_order_seed, epoch, n)[:per_epoch * batch_size],
+                       [per_epoch, batch_size])
+    first = epoch * per_epoch
+    lo = tf.maximum(start_step - first, 0)
+    hi = tf.minimum(start_step + total - first, per_epoch)
+    return order[lo:hi], first + tf.range(lo, hi, dtype=tf.int64)
+
+  def pad(indices, steps):
+    missing = size - tf.shape(steps)[0]
+    real = tf.concat([tf.ones_like(steps, tf.int32), tf.zeros([missing], tf.int32)], 0)
+    indices = tf.pad(indices, [[0, missing], [0, 0]])
+    steps = tf.pad(steps, [[0, missing]])
+    return (tf.ensure_shape(indices, [size, batch_size]), tf.ensure_shape(steps, [size]),
+            tf.ensure_shape(real, [size]))
+
+  epochs = tf.data.Dataset.range(first_epoch, last_epoch + 1).map(epoch_rows)
+  return epochs.rebatch(tf.constant(counts, tf.int64)).map(pad)
+
+
+def _loader(data, batch_size, augmentation_seed, input_context, augment, scale=True):
   """load(indices, steps) -> (images, labels) of the steps whose global batches `indices`
   are ([..., batch_size] for `steps` of shape [...]): this input pipeline's share of each,
   [..., local replicas, per-replica batch, ...]. Every example is scaled and augmented by
-  itself (its own stateless seed), so a step's batch is the same read alone or with others."""
+  itself (its own stateless seed), so a step's batch is the same read alone or with others.
+  Without `scale` (and with no augmentation), the images stay uint8."""
   per_replica, local_replicas, _, pipeline_id = replica_layout(batch_size, input_context)
   local_batch = per_replica * local_replicas
   mine = slice(pipeline_id * local_batch, (pipeline_id + 1) * local_batch)
@@ -109,7 +166,9 @@ def _loader(data, batch_size, augmentation_seed, input_context, augment):
   def load(indices, steps):
     lead = indices.shape[:-1].as_list()
     local = indices[..., mine]
-    images = _scale(tf.gather(x_all, local), data)
+    images = tf.gather(x_all, local)
+    if scale:
+      images = _scale(images, data)
     if augment and data.augment is not None:
       seeds = example_seeds(augmentation_seed, steps, batch_size)[..., mine, :]
       images = data.augment(tf.reshape(images, [-1] + image_shape), tf.reshape(seeds, [-1, 2]))
@@ -139,22 +198,25 @@ def train_chunks(data, batch_size, data_order_seed, augmentation_seed, start_ste
   size): (images, labels, real) with a leading axis of `size`. Each chunk's examples are
   gathered, scaled and augmented at once rather than step by step: the same real batches bit
   for bit, with a chunk's worth less of tf.data's per-element work (for LeNet's 60-image
-  steps that work took a fifth of a 2-core CPU). A padding step (real 0) holds some batch of
-  the run rather than zeros: a program runs only the real steps. Chunks feed one replica
-  per input pipeline (several steps per program run on one device)."""
+  steps that work took a fifth of a 2-core CPU). Unaugmented images stay uint8, for the
+  program that takes them to scale (`scaled`): a quarter of the bytes to write and hand
+  over, and no float pass in tf.data. A padding step (real 0) holds some batch of the run
+  rather than zeros: a program runs only the real steps. Chunks feed one replica per input
+  pipeline (several steps per program run on one device)."""
   per_replica, local_replicas, _, _ = replica_layout(batch_size, input_context)
   if local_replicas != 1:
     raise ValueError(f"steps in chunks feed one replica per input pipeline, not "
                      f"{local_replicas}")
-  load = _loader(data, batch_size, augmentation_seed, input_context, augment)
+  raw = not (augment and data.augment is not None) and tf.as_dtype(data.x_train.dtype) == tf.uint8
+  load = _loader(data, batch_size, augmentation_seed, input_context, augment,
+                 scale=not raw)
 
   def load_chunk(indices, steps, real):
     images, labels = load(indices, steps)
     return (tf.reshape(images, [size, per_replica] + list(data.image_shape)),
             tf.reshape(labels, [size, per_replica]), real)
 
-  ds = in_chunks(_train_steps(data, batch_size, data_order_seed, start_step, sum(lengths)),
-                 lengths, size)
+  ds = _train_step_chunks(data, batch_size, data_order_seed, start_step, lengths, size)
   return fixed_parallelism(ds.map(load_chunk).prefetch(1))
 
 

@@ -21,6 +21,7 @@ from lmc_tf import distribute
 from lmc_tf import files
 from lmc_tf import layout
 from lmc_tf.data import base as data_base
+from lmc_tf.data import pipeline
 from lmc_tf.models import layers
 from lmc_tf.models import registry
 from lmc_tf.training import checkpoints
@@ -519,7 +520,8 @@ def _compiled_loop(builds, full, strategy, per_program, use_xla):
   @tf.function(jit_compile=True)
   def program(chunks, count, totals):
     for i in tf.range(count):
-      per_run = step(tuple((images[i], labels[i]) for images, labels in chunks))
+      per_run = step(tuple((pipeline.scaled(images[i], b.data), labels[i])
+                           for b, (images, labels) in zip(builds, chunks)))
       for b in builds:
         b.global_step.assign_add(1)
       totals += per_run
