@@ -216,7 +216,7 @@ def no_graph_optimizer():
 # workers out at the end instead of one long module running alone.
 MODULE_SECONDS = {
     "test_group": 176, "test_cifar_configs": 113, "test_imagenet_configs": 111,
-    "test_main": 80, "test_cifar_smoke_vgg16": 80, "test_replicas": 65, "test_instability": 60,
+    "test_main": 80, "test_cifar_smoke_vgg16": 80, "test_replicas": 45, "test_instability": 60,
     "test_stabilizing_smoke_resnet": 55, "test_inits": 54, "test_evaluate_modes": 51,
     "test_faults": 45, "test_data": 35, "test_stabilizing_smoke_vgg": 35,
     "test_imagenet_models": 31,
