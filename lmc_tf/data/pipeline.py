@@ -8,7 +8,6 @@ from (augmentation_seed, step, position in the global batch). The init seed play
 
 import os
 
-import numpy as np
 import tensorflow as tf
 
 # Salts keep the order and augmentation streams apart even when the two seeds are equal.
@@ -78,13 +77,12 @@ def _scale(images, data):
 
 
 def _scale_table(data):
-  """_scale of each uint8 value, per channel: [256, channels], in numpy's float32, which
-  rounds as tf.data's kernels do. (A traced graph or XLA turns the division by a constant
-  into a multiply by its inverse, which rounds 14 % of the values differently.)"""
-  values = np.arange(256, dtype=np.float32)[:, None] / np.float32(255.0)
-  if data.mean is not None:
-    values = (values - np.asarray(data.mean, np.float32)) / np.asarray(data.std, np.float32)
-  return values
+  """_scale of each uint8 value, per channel: [256, channels], computed eagerly (lifted out
+  of any graph being traced), where it rounds as tf.data's kernels do. (A traced graph or
+  XLA turns the division by a constant into a multiply by its inverse, which rounds about
+  half of the values differently.)"""
+  with tf.init_scope():
+    return _scale(tf.range(256, dtype=tf.int32)[:, None], data).numpy()
 
 
 def scaled(images, data):
@@ -100,17 +98,23 @@ def scaled(images, data):
   return tf.gather(tf.constant(table.reshape(-1)), index)
 
 
+def _epoch_batches(data, batch_size, data_order_seed, epoch):
+  """The global batches of `epoch`: their examples [steps per epoch, batch_size]."""
+  n = data.num_train
+  per_epoch = steps_per_epoch(n, batch_size)
+  return tf.reshape(epoch_order(data_order_seed, epoch, n)[:per_epoch * batch_size],
+                    [per_epoch, batch_size])
+
+
 def _train_steps(data, batch_size, data_order_seed, start_step, num_steps):
   """(indices [batch_size], step) of every step in [start_step, start_step + num_steps): the
   examples of its global batch, in order."""
-  n = data.num_train
-  per_epoch = steps_per_epoch(n, batch_size)
+  per_epoch = steps_per_epoch(data.num_train, batch_size)
   first_epoch = start_step // per_epoch
   last_epoch = (start_step + num_steps - 1) // per_epoch
 
   def epoch_batches(epoch):
-    order = tf.reshape(epoch_order(data_order_seed, epoch, n)[:per_epoch * batch_size],
-                       [per_epoch, batch_size])
+    order = _epoch_batches(data, batch_size, data_order_seed, epoch)
     steps = epoch * per_epoch + tf.range(per_epoch, dtype=tf.int64)
     return tf.data.Dataset.from_tensor_slices((order, steps))
 
@@ -123,16 +127,15 @@ def _train_step_chunks(data, batch_size, data_order_seed, start_step, lengths, s
   batch_size], steps [size], real [size]). Each epoch's rows are cut into the chunks'
   real steps by one rebatch, rather than passed through tf.data step by step (for LeNet's
   steps that per-step work was half of the input pipeline's, ~5 % of a 2-core CPU)."""
-  n, total = data.num_train, sum(lengths)
-  per_epoch = steps_per_epoch(n, batch_size)
+  total = sum(lengths)
+  per_epoch = steps_per_epoch(data.num_train, batch_size)
   first_epoch = start_step // per_epoch
   last_epoch = (start_step + total - 1) // per_epoch
   counts = [c for length in lengths
             for c in [size] * (length // size) + [length % size] * bool(length % size)]
 
   def epoch_rows(epoch):
-    order = tf.reshape(epoch_order(data_order_seed, epoch, n)[:per_epoch * batch_size],
-                       [per_epoch, batch_size])
+    order = _epoch_batches(data, batch_size, data_order_seed, epoch)
     first = epoch * per_epoch
     lo = tf.maximum(start_step - first, 0)
     hi = tf.minimum(start_step + total - first, per_epoch)
@@ -207,7 +210,8 @@ def train_chunks(data, batch_size, data_order_seed, augmentation_seed, start_ste
   if local_replicas != 1:
     raise ValueError(f"steps in chunks feed one replica per input pipeline, not "
                      f"{local_replicas}")
-  raw = not (augment and data.augment is not None) and tf.as_dtype(data.x_train.dtype) == tf.uint8
+  augmented = augment and data.augment is not None
+  raw = not augmented and tf.as_dtype(data.x_train.dtype) == tf.uint8
   load = _loader(data, batch_size, augmentation_seed, input_context, augment,
                  scale=not raw)
 
