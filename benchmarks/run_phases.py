@@ -19,9 +19,12 @@ import os
 import tempfile
 import time
 
+import tensorflow as tf
+
 from lmc_tf import config
 from lmc_tf import distribute
 from lmc_tf.data import base as data_base
+from lmc_tf.data import pipeline
 from lmc_tf.training import group
 from lmc_tf.training import runner
 
@@ -34,6 +37,9 @@ def main():
   p.add_argument("--groups", type=int, default=1, help="groups trained one after another")
   p.add_argument("--reuse", action=argparse.BooleanOptionalAction, default=True,
                  help="each group reuses the builds the one before released")
+  p.add_argument("--fixed_input", action="store_true",
+                 help="each run reads its first chunk over and over (steps_per_program > 1): "
+                      "the loops without the input pipeline's work, to compare")
   p.add_argument("--gin_bindings", action="append", default=[],
                  help="more bindings, e.g. training.programs_at_once=2 (repeatable)")
   args = p.parse_args()
@@ -64,6 +70,15 @@ def main():
     return out
   runner.Trainer.after_loop = timed_after_loop
 
+  if args.fixed_input:
+    train_chunks = pipeline.train_chunks
+
+    def fixed_chunks(data, batch_size, order_seed, augmentation_seed, start, lengths, size,
+                     *rest):
+      first = next(iter(train_chunks(data, batch_size, order_seed, augmentation_seed, start,
+                                     lengths, size, *rest)))
+      return tf.data.Dataset.from_tensors(first).repeat(sum(-(-n // size) for n in lengths))
+    pipeline.train_chunks = fixed_chunks
   strategy = distribute.get_strategy()
   data = data_base.get_dataset()
   root = tempfile.mkdtemp(prefix="run_phases-")
